@@ -1,0 +1,16 @@
+//! detour's brain, free of I/O: the seed's command language ([`lang`]), the model it builds
+//! ([`model`]), the immutable epoch-numbered [`Snapshot`] the workers read, the predictors
+//! that pick a member per redirect ([`predictor`]) and the redirect renderer ([`url`]).
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod lang;
+pub mod model;
+pub mod predictor;
+pub mod snapshot;
+pub mod url;
+
+pub use error::Error;
+pub use lang::State;
+pub use model::{load, Model};
+pub use snapshot::{Action, Snapshot};

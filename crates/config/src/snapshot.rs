@@ -1,0 +1,465 @@
+//! The immutable, epoch-numbered [`Snapshot`]: the model compiled into flat tables that a
+//! worker reads per frame without locks.
+//!
+//! Everything a worker decides from configuration is precomputed here, off the hot path:
+//! which virtual owns a VIP:port, which real a DIP:port forwards to, each virtual's rotation
+//! with effective weights and states (resolved through `link`), and for every real and
+//! virtual the [`Action`] that applies (the backup chain followed to its end, so workers
+//! never walk it). The service-state table of DESIGN.md section 1 is implemented by
+//! [`State::forwards`] / [`State::takes_new`] and the resolution below.
+
+use crate::lang::State;
+use crate::model::{Link, Member, Model, Settings, Target, VirtualKind};
+use crate::predictor::{stable_key, Candidate, Predictor, Rotation};
+use crate::url::UrlTemplate;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// What the director does with new traffic for a virtual or a real's DIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Forward to this real (index into [`Snapshot::reals`]).
+    Forward(u32),
+    /// Answer as this primary virtual: a fresh redirect picked by its predictor.
+    Redirect(u32),
+    /// Redirect to this URL (index into [`Snapshot::urls`]).
+    RedirectUrl(u32),
+    /// Nothing can take it: a SYN gets a RST.
+    Refuse,
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub epoch: u64,
+    /// Primary virtuals only (DIPs are in [`Snapshot::dip_of`]).
+    pub virtuals: Vec<VirtualEntry>,
+    pub reals: Vec<RealEntry>,
+    /// Configured URLs, then one implicit URL per real bound directly to a virtual.
+    pub urls: Vec<UrlEntry>,
+    vips: AddrTable,
+    dips: AddrTable,
+    real_addrs: AddrTable,
+    owned: Vec<u32>,
+    pub cookie_secret: Option<[u8; 32]>,
+    pub settings: Settings,
+    /// MAC of the client-side next hop; filled by the runtime (zero until known).
+    pub gateway_mac: [u8; 6],
+}
+
+#[derive(Clone, Debug)]
+pub struct VirtualEntry {
+    pub id: String,
+    pub addr: SocketAddrV4,
+    pub state: State,
+    pub predictor: Predictor,
+    /// Member `i` of the rotation is `members[i]`.
+    pub rotation: Rotation,
+    pub members: Vec<MemberEntry>,
+    /// What a new request gets: `Redirect(self)` while in service with an eligible member,
+    /// otherwise the backup chain's answer.
+    pub action: Action,
+    /// The backup chain's answer, for when the predictor finds nothing eligible.
+    pub fallback: Action,
+    /// The configured backup's id (for display).
+    pub backup: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberEntry {
+    /// URL to redirect to.
+    pub url: u32,
+    /// The real behind it, when known (for least connections and statistics).
+    pub real: Option<u32>,
+    pub weight: u32,
+    pub state: State,
+}
+
+#[derive(Clone, Debug)]
+pub struct RealEntry {
+    pub id: String,
+    pub addr: SocketAddrV4,
+    /// Its DIP, if it has one.
+    pub dip: Option<SocketAddrV4>,
+    pub state: State,
+    pub weight: u32,
+    /// What traffic to its DIP gets: `Forward(self)` while in service or sticky, else the backup's.
+    pub action: Action,
+    /// MAC to send to; filled by the runtime (zero until known).
+    pub mac: [u8; 6],
+    /// The configured backup's id (for display).
+    pub backup: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UrlEntry {
+    pub id: String,
+    pub template: UrlTemplate,
+    pub code: u16,
+    pub state: State,
+    /// Made for a real bound directly (`http://<its DIP or address>/%d`).
+    pub implicit: bool,
+}
+
+/// A sorted table from (IPv4, port) to an index, searched by bisection.
+#[derive(Clone, Debug, Default)]
+struct AddrTable(Vec<(u64, u32)>);
+
+fn key(ip: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(u32::from(ip)) << 16) | u64::from(port)
+}
+
+impl AddrTable {
+    fn build(mut v: Vec<(u64, u32)>) -> Self {
+        v.sort_unstable();
+        AddrTable(v)
+    }
+    #[inline]
+    fn get(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
+        let k = key(ip, port);
+        self.0
+            .binary_search_by_key(&k, |e| e.0)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+}
+
+impl Snapshot {
+    /// Compile a model. The model's invariants (checked by `apply`) make this infallible.
+    pub fn compile(m: &Model, epoch: u64) -> Snapshot {
+        // Index maps from the model to the snapshot.
+        let mut vmap = vec![u32::MAX; m.virtuals.len()];
+        let mut n = 0;
+        for (i, v) in m.virtuals.iter().enumerate() {
+            if matches!(v.kind, VirtualKind::Primary { .. }) {
+                vmap[i] = n;
+                n += 1;
+            }
+        }
+
+        let mut urls: Vec<UrlEntry> = m
+            .urls
+            .iter()
+            .enumerate()
+            .map(|(i, u)| UrlEntry {
+                id: u.id.clone(),
+                template: u.template.clone(),
+                code: u.code,
+                state: m.url_state(i),
+                implicit: false,
+            })
+            .collect();
+        let mut implicit = vec![None::<u32>; m.reals.len()];
+
+        let reals_base: Vec<RealEntry> = m
+            .reals
+            .iter()
+            .map(|r| RealEntry {
+                id: Model::addr_id(r.addr),
+                addr: r.addr,
+                dip: r.dip.map(|d| m.virtuals[d].addr),
+                state: r.state,
+                weight: r.weight,
+                action: Action::Refuse,
+                mac: [0; 6],
+                backup: r.backup.map(|b| m.target_id(b)),
+            })
+            .collect();
+
+        let mut virtuals = Vec::new();
+        for v in &m.virtuals {
+            let VirtualKind::Primary { members, predictor } = &v.kind else {
+                continue;
+            };
+            let mut entries = Vec::with_capacity(members.len());
+            let mut cands = Vec::with_capacity(members.len());
+            for mem in members {
+                let (entry, id) = match *mem {
+                    Member::Url(u) => {
+                        let real = match m.urls[u].link {
+                            Some(Link::Real(r)) => Some(r as u32),
+                            _ => None,
+                        };
+                        let e = MemberEntry {
+                            url: u as u32,
+                            real,
+                            weight: m.url_weight(u),
+                            state: m.url_state(u),
+                        };
+                        (e, m.urls[u].id.clone())
+                    }
+                    Member::Real(r) => {
+                        let url = *implicit[r].get_or_insert_with(|| {
+                            urls.push(implicit_url(m, r));
+                            (urls.len() - 1) as u32
+                        });
+                        let real = &m.reals[r];
+                        let e = MemberEntry {
+                            url,
+                            real: Some(r as u32),
+                            weight: real.weight,
+                            state: real.state,
+                        };
+                        (e, Model::addr_id(real.addr))
+                    }
+                };
+                cands.push(Candidate {
+                    weight: entry.weight,
+                    eligible: entry.state.takes_new(),
+                    key: stable_key(&id),
+                });
+                entries.push(entry);
+            }
+            virtuals.push(VirtualEntry {
+                id: Model::addr_id(v.addr),
+                addr: v.addr,
+                state: v.state,
+                predictor: *predictor,
+                rotation: Rotation::new(*predictor, cands),
+                members: entries,
+                action: Action::Refuse,
+                fallback: Action::Refuse,
+                backup: v.backup.map(|b| m.target_id(b)),
+            });
+        }
+
+        // Per model virtual: a primary in service with an eligible member.
+        let usable_v: Vec<bool> = (0..m.virtuals.len())
+            .map(|vi| {
+                vmap[vi] != u32::MAX && {
+                    let e = &virtuals[vmap[vi] as usize];
+                    e.state.takes_new() && e.rotation.has_eligible()
+                }
+            })
+            .collect();
+        let usable = |vi: usize| usable_v[vi];
+        // Follow a backup chain to the first thing that can take new traffic.
+        let resolve = |start: Option<Target>| -> Action {
+            let mut cur = start;
+            for _ in 0..=(m.reals.len() + m.virtuals.len()) {
+                match cur {
+                    None => return Action::Refuse,
+                    Some(Target::Real(r)) => {
+                        if m.reals[r].state.takes_new() {
+                            return Action::Forward(r as u32);
+                        }
+                        cur = m.reals[r].backup;
+                    }
+                    Some(Target::Virtual(v)) => {
+                        if usable(v) {
+                            return Action::Redirect(vmap[v]);
+                        }
+                        cur = m.virtuals[v].backup;
+                    }
+                    Some(Target::Url(u)) => {
+                        return if m.url_state(u).takes_new() {
+                            Action::RedirectUrl(u as u32)
+                        } else {
+                            Action::Refuse
+                        };
+                    }
+                }
+            }
+            Action::Refuse
+        };
+
+        let mut actions = Vec::with_capacity(m.virtuals.len());
+        for (i, v) in m.virtuals.iter().enumerate() {
+            if matches!(v.kind, VirtualKind::Primary { .. }) {
+                let fallback = resolve(v.backup);
+                let action = if usable(i) {
+                    Action::Redirect(vmap[i])
+                } else {
+                    fallback
+                };
+                actions.push((action, fallback));
+            }
+        }
+        for (e, (a, f)) in virtuals.iter_mut().zip(actions) {
+            e.action = a;
+            e.fallback = f;
+        }
+        let mut reals = reals_base;
+        for (i, r) in m.reals.iter().enumerate() {
+            reals[i].action = if r.state.forwards() {
+                Action::Forward(i as u32)
+            } else {
+                resolve(r.backup)
+            };
+        }
+
+        let vips = AddrTable::build(
+            virtuals
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (key(*v.addr.ip(), v.addr.port()), i as u32))
+                .collect(),
+        );
+        let dips = AddrTable::build(
+            reals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.dip.map(|d| (key(*d.ip(), d.port()), i as u32)))
+                .collect(),
+        );
+        let real_addrs = AddrTable::build(
+            reals
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (key(*r.addr.ip(), r.addr.port()), i as u32))
+                .collect(),
+        );
+        let mut owned: Vec<u32> = m.virtuals.iter().map(|v| u32::from(*v.addr.ip())).collect();
+        owned.sort_unstable();
+        owned.dedup();
+
+        Snapshot {
+            epoch,
+            virtuals,
+            reals,
+            urls,
+            vips,
+            dips,
+            real_addrs,
+            owned,
+            cookie_secret: m.settings.cookie_secret,
+            settings: m.settings.clone(),
+            gateway_mac: [0; 6],
+        }
+    }
+
+    /// The primary virtual at VIP:port.
+    #[inline]
+    pub fn virtual_at(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
+        self.vips.get(ip, port)
+    }
+
+    /// The real whose DIP is DIP:port.
+    #[inline]
+    pub fn dip_at(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
+        self.dips.get(ip, port)
+    }
+
+    /// The real at its own address:port (return traffic).
+    #[inline]
+    pub fn real_at(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
+        self.real_addrs.get(ip, port)
+    }
+
+    /// True for an address the director answers ARP and ICMP echo for (VIPs and DIPs).
+    #[inline]
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.owned.binary_search(&u32::from(ip)).is_ok()
+    }
+
+    /// The addresses the director owns, ascending.
+    pub fn owned_addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.owned.iter().map(|&a| Ipv4Addr::from(a))
+    }
+
+    pub fn describe(&self, a: Action) -> String {
+        match a {
+            Action::Forward(r) => format!("forward to real {}", self.reals[r as usize].id),
+            Action::Redirect(v) => format!("redirect as virtual {}", self.virtuals[v as usize].id),
+            Action::RedirectUrl(u) => format!("redirect to url {}", self.urls[u as usize].id),
+            Action::Refuse => "refuse (RST)".to_string(),
+        }
+    }
+
+    /// The resolved model as readable tables (what `detour check` prints).
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "epoch {}", self.epoch);
+        let _ = writeln!(s, "\nVIRTUALS");
+        for v in &self.virtuals {
+            let _ = writeln!(
+                s,
+                "  {:<21} {:<12} predictor {:<10} -> {}",
+                v.id,
+                v.state.keyword(),
+                v.predictor.keyword(),
+                self.describe(v.action)
+            );
+            if v.members.is_empty() {
+                let _ = writeln!(s, "      (no members)");
+            }
+            for m in &v.members {
+                let u = &self.urls[m.url as usize];
+                let real = m
+                    .real
+                    .map(|r| format!(" real {}", self.reals[r as usize].id))
+                    .unwrap_or_default();
+                let name = if u.implicit { "(real)".to_string() } else { u.id.clone() };
+                let _ = writeln!(
+                    s,
+                    "      {:<12} weight {:<4} {:<12} {} {}{}",
+                    name,
+                    m.weight,
+                    m.state.keyword(),
+                    u.code,
+                    u.template.as_str(),
+                    real
+                );
+            }
+            let _ = writeln!(
+                s,
+                "      backup {}; when nothing is eligible: {}",
+                v.backup.as_deref().unwrap_or("none"),
+                self.describe(v.fallback)
+            );
+        }
+        let _ = writeln!(s, "\nREALS");
+        for r in &self.reals {
+            let dip = r
+                .dip
+                .map(|d| {
+                    if d == r.addr {
+                        format!("DIP {d} (same address)")
+                    } else {
+                        format!("DIP {d} (NAT)")
+                    }
+                })
+                .unwrap_or_else(|| "no DIP".to_string());
+            let _ = writeln!(
+                s,
+                "  {:<21} {:<12} weight {:<4} {:<32} backup {:<15} DIP traffic: {}",
+                r.id,
+                r.state.keyword(),
+                r.weight,
+                dip,
+                r.backup.as_deref().unwrap_or("none"),
+                self.describe(r.action)
+            );
+        }
+        let _ = writeln!(s, "\nURLS");
+        for u in self.urls.iter().filter(|u| !u.implicit) {
+            let _ = writeln!(
+                s,
+                "  {:<12} {} {:<12} {}",
+                u.id,
+                u.code,
+                u.state.keyword(),
+                u.template.as_str()
+            );
+        }
+        let owned: Vec<String> = self.owned_addrs().map(|a| a.to_string()).collect();
+        let _ = writeln!(s, "\nOWNED ADDRESSES (ARP/ICMP)\n  {}", owned.join(" "));
+        s
+    }
+}
+
+fn implicit_url(m: &Model, r: usize) -> UrlEntry {
+    let real = &m.reals[r];
+    let a = real.dip.map(|d| m.virtuals[d].addr).unwrap_or(real.addr);
+    let text = if a.port() == 80 {
+        format!("http://{}/%d", a.ip())
+    } else {
+        format!("http://{a}/%d")
+    };
+    UrlEntry {
+        id: Model::addr_id(real.addr),
+        template: UrlTemplate::parse(&text).expect("an address makes a valid URL"),
+        code: 302,
+        state: real.state,
+        implicit: true,
+    }
+}
