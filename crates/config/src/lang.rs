@@ -18,8 +18,7 @@ use std::time::Duration;
 pub const MAX_LINE: usize = 8192;
 /// Longest URL id (the seed's `uchar name[40]`).
 pub const MAX_ID: usize = 40;
-/// Highest weight.
-pub const MAX_WEIGHT: u32 = 1000;
+pub use crate::predictor::MAX_WEIGHT;
 /// Port assumed when an address is written without one.
 pub const DEFAULT_PORT: u16 = 80;
 
@@ -183,7 +182,11 @@ pub enum Command {
     /// `cookie-secret <64 hex digits>`.
     CookieSecret { secret: [u8; 32] },
     /// `interface client|server <name> [queues N]`.
-    Interface { role: Role, name: String, queues: u16 },
+    Interface {
+        role: Role,
+        name: String,
+        queues: u16,
+    },
     /// `cores <n>[,<n>...]`.
     Cores { cores: Vec<usize> },
     /// `metrics <loopback ip>:<port>`.
@@ -228,10 +231,7 @@ fn token(line: &str, s: usize, e: usize) -> Result<Token<'_>, LineError> {
     let col = line[..s].chars().count() + 1;
     // Byte positions s and e are at ASCII separators or the ends, so slicing is safe.
     let text = &line[s..e];
-    if let Some((off, ch)) = text
-        .char_indices()
-        .find(|&(_, c)| !c.is_ascii_graphic())
-    {
+    if let Some((off, ch)) = text.char_indices().find(|&(_, c)| !c.is_ascii_graphic()) {
         return Err(LineError::new(
             col + text[..off].chars().count(),
             "printable ASCII",
@@ -320,7 +320,9 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
             if !(c.eat("-") && c.eat("ip")) {
                 let t = c.peek().cloned();
                 return Err(match t {
-                    Some(t) => LineError::new(t.col, "`- ip` (as in `direct - ip`)", quoted(t.text)),
+                    Some(t) => {
+                        LineError::new(t.col, "`- ip` (as in `direct - ip`)", quoted(t.text))
+                    }
                     None => LineError::new(end_col, "`- ip` (as in `direct - ip`)", "end of line"),
                 });
             }
@@ -353,9 +355,19 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
                     } else {
                         None
                     };
-                    Command::Backup { no: true, of, backup }
+                    Command::Backup {
+                        no: true,
+                        of,
+                        backup,
+                    }
                 }
-                _ => return Err(LineError::new(t.col, "`bind` or `backup` after `no`", quoted(t.text))),
+                _ => {
+                    return Err(LineError::new(
+                        t.col,
+                        "`bind` or `backup` after `no`",
+                        quoted(t.text),
+                    ))
+                }
             }
         }
         "in-service" => {
@@ -405,31 +417,41 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
         "predictor" => {
             let virt = c.reference("a virtual id")?;
             let t = c.next("`roundrobin`, `weighted`, `leastconns` or `hash`")?;
-            let predictor = Predictor::from_keyword(&t.text.to_ascii_lowercase()).ok_or_else(|| {
-                LineError::new(
-                    t.col,
-                    "`roundrobin`, `weighted`, `leastconns` or `hash`",
-                    quoted(t.text),
-                )
-            })?;
+            let predictor =
+                Predictor::from_keyword(&t.text.to_ascii_lowercase()).ok_or_else(|| {
+                    LineError::new(
+                        t.col,
+                        "`roundrobin`, `weighted`, `leastconns` or `hash`",
+                        quoted(t.text),
+                    )
+                })?;
             Command::Predictor { virt, predictor }
         }
         "health-check" => health_check(&mut c)?,
         "cookie-secret" => {
             let t = c.next("64 hex digits")?;
-            Command::CookieSecret {
-                secret: hex32(&t)?,
-            }
+            Command::CookieSecret { secret: hex32(&t)? }
         }
         "interface" => {
             let t = c.next("`client` or `server`")?;
             let role = match t.text.to_ascii_lowercase().as_str() {
                 "client" => Role::Client,
                 "server" => Role::Server,
-                _ => return Err(LineError::new(t.col, "`client` or `server`", quoted(t.text))),
+                _ => {
+                    return Err(LineError::new(
+                        t.col,
+                        "`client` or `server`",
+                        quoted(t.text),
+                    ))
+                }
             };
             let n = c.next("an interface name")?;
-            if n.text.len() > 15 || !n.text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+            if n.text.len() > 15
+                || !n
+                    .text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+            {
                 return Err(LineError::new(
                     n.col,
                     "an interface name (at most 15 letters, digits, `-`, `_`, `.`)",
@@ -455,7 +477,11 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
                 let p = Token { text: part, col };
                 let n = number(&p, 0, 4095, "a core number")? as usize;
                 if cores.contains(&n) {
-                    return Err(LineError::new(col, "each core once", format!("core {n} again")));
+                    return Err(LineError::new(
+                        col,
+                        "each core once",
+                        format!("core {n} again"),
+                    ));
                 }
                 cores.push(n);
                 col += part.len() + 1;
@@ -465,7 +491,11 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
         "metrics" => {
             let t = c.next("a loopback address and port like `127.0.0.1:9100`")?;
             let addr: SocketAddr = t.text.parse().map_err(|_| {
-                LineError::new(t.col, "a loopback address and port like `127.0.0.1:9100`", quoted(t.text))
+                LineError::new(
+                    t.col,
+                    "a loopback address and port like `127.0.0.1:9100`",
+                    quoted(t.text),
+                )
             })?;
             if !addr.ip().is_loopback() || addr.port() == 0 {
                 return Err(LineError::new(
@@ -476,14 +506,12 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
             }
             Command::Metrics { addr }
         }
-        _ => {
-            return Err(LineError::new(
-                head.col,
-                "a command (virtual, real, dip, url, bind, link, backup, in-service, out-of-service, \
+        _ => return Err(LineError::new(
+            head.col,
+            "a command (virtual, real, dip, url, bind, link, backup, in-service, out-of-service, \
                  weight, predictor, health-check, cookie-secret, interface, cores, metrics)",
-                quoted(head.text),
-            ))
-        }
+            quoted(head.text),
+        )),
     };
     c.finish()?;
     Ok(Some(cmd))
@@ -493,7 +521,9 @@ fn dip(c: &mut Cursor) -> Result<Command, LineError> {
     let t = c.next("an IPv4 address with optional :port")?;
     let addr = sock_addr(&t)?;
     let real = if c.eat("real") {
-        Some(sock_addr(&c.next("the real server's IPv4 address with optional :port")?)?)
+        Some(sock_addr(&c.next(
+            "the real server's IPv4 address with optional :port",
+        )?)?)
     } else {
         None
     };
@@ -548,7 +578,11 @@ fn kind(c: &mut Cursor) -> Result<Kind, LineError> {
         "virtual" => Ok(Kind::Virtual),
         "real" => Ok(Kind::Real),
         "url" => Ok(Kind::Url),
-        _ => Err(LineError::new(t.col, "`virtual`, `real` or `url`", quoted(t.text))),
+        _ => Err(LineError::new(
+            t.col,
+            "`virtual`, `real` or `url`",
+            quoted(t.text),
+        )),
     }
 }
 
@@ -565,7 +599,13 @@ fn health_check(c: &mut Cursor) -> Result<Command, LineError> {
             path: String::new(),
             expect: 200,
         },
-        _ => return Err(LineError::new(t.col, "`none`, `tcp` or `http`", quoted(t.text))),
+        _ => {
+            return Err(LineError::new(
+                t.col,
+                "`none`, `tcp` or `http`",
+                quoted(t.text),
+            ))
+        }
     };
     while let Some(k) = c.peek().cloned() {
         c.pos += 1;
@@ -573,12 +613,20 @@ fn health_check(c: &mut Cursor) -> Result<Command, LineError> {
         let expected_key = "`path`, `expect`, `interval`, `timeout`, `rise` or `fall`";
         match key.as_str() {
             "path" | "expect" if !matches!(check.kind, HealthKind::Http { .. }) => {
-                return Err(LineError::new(k.col, "a setting of a tcp check (`interval`, `timeout`, `rise`, `fall`)", quoted(k.text)))
+                return Err(LineError::new(
+                    k.col,
+                    "a setting of a tcp check (`interval`, `timeout`, `rise`, `fall`)",
+                    quoted(k.text),
+                ))
             }
             "path" => {
                 let v = c.next("a path starting with `/`")?;
                 if !v.text.starts_with('/') || v.text.len() > 1024 {
-                    return Err(LineError::new(v.col, "a path starting with `/`", quoted(v.text)));
+                    return Err(LineError::new(
+                        v.col,
+                        "a path starting with `/`",
+                        quoted(v.text),
+                    ));
                 }
                 path = Some(v.text.to_string());
             }
@@ -588,8 +636,14 @@ fn health_check(c: &mut Cursor) -> Result<Command, LineError> {
             }
             "interval" => check.interval = duration(&c.next("a duration like `2s` or `500ms`")?)?,
             "timeout" => check.timeout = duration(&c.next("a duration like `1s` or `500ms`")?)?,
-            "rise" => check.rise = number(&c.next("a count (1 to 100)")?, 1, 100, "a count (1 to 100)")? as u32,
-            "fall" => check.fall = number(&c.next("a count (1 to 100)")?, 1, 100, "a count (1 to 100)")? as u32,
+            "rise" => {
+                check.rise =
+                    number(&c.next("a count (1 to 100)")?, 1, 100, "a count (1 to 100)")? as u32
+            }
+            "fall" => {
+                check.fall =
+                    number(&c.next("a count (1 to 100)")?, 1, 100, "a count (1 to 100)")? as u32
+            }
             _ => return Err(LineError::new(k.col, expected_key, quoted(k.text))),
         }
     }
@@ -601,7 +655,10 @@ fn health_check(c: &mut Cursor) -> Result<Command, LineError> {
         return Err(LineError::new(
             t.col,
             "a timeout no longer than the interval",
-            format!("timeout {:?} > interval {:?}", check.timeout, check.interval),
+            format!(
+                "timeout {:?} > interval {:?}",
+                check.timeout, check.interval
+            ),
         ));
     }
     Ok(Command::HealthCheck { target, check })
@@ -618,7 +675,11 @@ pub fn sock_addr(t: &Token) -> Result<SocketAddrV4, LineError> {
         .parse()
         .map_err(|_| LineError::new(t.col, expected, quoted(t.text)))?;
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(LineError::new(t.col, "a unicast IPv4 address", quoted(t.text)));
+        return Err(LineError::new(
+            t.col,
+            "a unicast IPv4 address",
+            quoted(t.text),
+        ));
     }
     let port = match port {
         None => DEFAULT_PORT,
@@ -646,15 +707,20 @@ pub fn maybe_addr(text: &str) -> Option<SocketAddrV4> {
 
 fn url_id(t: &Token) -> Result<Ref, LineError> {
     let ok = t.text.len() <= MAX_ID
-        && t.text.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-        && t
-            .text
+        && t.text
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic())
+        && t.text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     if !ok || t.text.eq_ignore_ascii_case("all") {
         return Err(LineError::new(
             t.col,
-            format!("a url id (a letter, then up to {} letters, digits, `-`, `_`, `.`)", MAX_ID - 1),
+            format!(
+                "a url id (a letter, then up to {} letters, digits, `-`, `_`, `.`)",
+                MAX_ID - 1
+            ),
             quoted(t.text),
         ));
     }
@@ -685,7 +751,15 @@ fn duration(t: &Token) -> Result<Duration, LineError> {
     } else {
         return Err(LineError::new(t.col, expected, quoted(t.text)));
     };
-    let n = number(&Token { text: num, col: t.col }, 0, 3_600_000, expected)?;
+    let n = number(
+        &Token {
+            text: num,
+            col: t.col,
+        },
+        0,
+        3_600_000,
+        expected,
+    )?;
     let ms = n * unit_ms;
     if !(10..=3_600_000).contains(&ms) {
         return Err(LineError::new(t.col, expected, quoted(t.text)));

@@ -13,12 +13,11 @@ use std::net::{SocketAddr, SocketAddrV4};
 
 /// Most errors reported for one file.
 pub const MAX_ERRORS: usize = 50;
-/// Most members in one virtual's rotation.
-pub const MAX_MEMBERS: usize = 1024;
+pub use crate::predictor::MAX_MEMBERS;
 /// Most objects of each kind.
 pub const MAX_OBJECTS: usize = 65_536;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Model {
     pub virtuals: Vec<Virtual>,
     pub reals: Vec<Real>,
@@ -121,17 +120,6 @@ pub fn load(text: &str, file: &str) -> Result<Model, Vec<Error>> {
         Ok(model)
     } else {
         Err(errors)
-    }
-}
-
-impl Default for Model {
-    fn default() -> Self {
-        Model {
-            virtuals: Vec::new(),
-            reals: Vec::new(),
-            urls: Vec::new(),
-            settings: Settings::default(),
-        }
     }
 }
 
@@ -325,7 +313,11 @@ impl Model {
                         ));
                     }
                 }
-                Self::check_room(self.virtuals.len().max(self.reals.len()), col, "virtuals and reals")?;
+                Self::check_room(
+                    self.virtuals.len().max(self.reals.len()),
+                    col,
+                    "virtuals and reals",
+                )?;
                 let r = match existing {
                     Some(r) => r,
                     None => {
@@ -375,7 +367,11 @@ impl Model {
                         }
                     };
                     if resolved.iter().any(|(x, _)| *x == member) {
-                        return Err(LineError::new(m.col, "each member once", format!("{} again", quoted(&m.text))));
+                        return Err(LineError::new(
+                            m.col,
+                            "each member once",
+                            format!("{} again", quoted(&m.text)),
+                        ));
                     }
                     resolved.push((member, m));
                 }
@@ -529,7 +525,12 @@ impl Model {
             }
             Command::CookieSecret { secret } => self.settings.cookie_secret = Some(*secret),
             Command::Interface { role, name, queues } => {
-                if let Some(i) = self.settings.interfaces.iter_mut().find(|i| i.role == *role) {
+                if let Some(i) = self
+                    .settings
+                    .interfaces
+                    .iter_mut()
+                    .find(|i| i.role == *role)
+                {
                     i.name = name.clone();
                     i.queues = *queues;
                 } else {
@@ -554,11 +555,19 @@ impl Model {
         }
     }
 
-    fn set_state(&mut self, kind: Kind, id: &Ref, state: State, all: bool) -> Result<(), LineError> {
+    fn set_state(
+        &mut self,
+        kind: Kind,
+        id: &Ref,
+        state: State,
+        all: bool,
+    ) -> Result<(), LineError> {
         match kind {
             Kind::Virtual => {
                 let a = Self::addr_of(id)?.ok_or_else(|| unknown(id, "virtual (an address)"))?;
-                let v = self.virtual_by_addr(a).ok_or_else(|| unknown(id, "virtual"))?;
+                let v = self
+                    .virtual_by_addr(a)
+                    .ok_or_else(|| unknown(id, "virtual"))?;
                 match self.virtuals[v].kind.clone() {
                     // A DIP and its real share one state.
                     VirtualKind::Dip { real } => self.reals[real].state = state,

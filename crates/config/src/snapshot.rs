@@ -388,7 +388,11 @@ impl Snapshot {
                     .real
                     .map(|r| format!(" real {}", self.reals[r as usize].id))
                     .unwrap_or_default();
-                let name = if u.implicit { "(real)".to_string() } else { u.id.clone() };
+                let name = if u.implicit {
+                    "(real)".to_string()
+                } else {
+                    u.id.clone()
+                };
                 let _ = writeln!(
                     s,
                     "      {:<12} weight {:<4} {:<12} {} {}{}",

@@ -1658,8 +1658,8 @@ Content-Length: 132\r\n\
             let value = &line[name.len() + 2..];
             if name == "Location" {
                 prop_assert!(value.iter().all(|&c| (0x21..0x7f).contains(&c)));
-                let unsafe_byte = value.iter().any(|c| b"\"<>\\^`{|} ".contains(c));
-                prop_assert!(!unsafe_byte, "unsafe byte in Location");
+                let bad_byte = value.iter().any(|c| b"\"<>\\^`{|} ".contains(c));
+                prop_assert!(!bad_byte, "unsafe byte in Location");
             }
             if name == "Content-Length" {
                 let n: usize = std::str::from_utf8(value).unwrap().parse().unwrap();

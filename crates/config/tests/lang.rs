@@ -24,7 +24,10 @@ fn err(line: &str) -> (usize, String, String) {
 fn assert_err(line: &str, col: usize, expected: &str, found: &str) {
     let (c, e, f) = err(line);
     assert_eq!(c, col, "column for {line:?} ({e}; {f})");
-    assert!(e.contains(expected), "{line:?}: expected {expected:?} in {e:?}");
+    assert!(
+        e.contains(expected),
+        "{line:?}: expected {expected:?} in {e:?}"
+    );
     assert!(f.contains(found), "{line:?}: found {found:?} in {f:?}");
 }
 
@@ -41,20 +44,46 @@ fn blank_and_comment_lines_are_nothing() {
 
 #[test]
 fn virtual_real_and_ports() {
-    assert_eq!(ok("virtual 198.18.0.1"), Command::Virtual { addr: sa("198.18.0.1:80"), col: 9 });
-    assert_eq!(ok("  VIRTUAL 198.18.0.1:8080 # www"), Command::Virtual { addr: sa("198.18.0.1:8080"), col: 11 });
-    assert_eq!(ok("real 198.18.1.2:81"), Command::Real { addr: sa("198.18.1.2:81"), col: 6 });
+    assert_eq!(
+        ok("virtual 198.18.0.1"),
+        Command::Virtual {
+            addr: sa("198.18.0.1:80"),
+            col: 9
+        }
+    );
+    assert_eq!(
+        ok("  VIRTUAL 198.18.0.1:8080 # www"),
+        Command::Virtual {
+            addr: sa("198.18.0.1:8080"),
+            col: 11
+        }
+    );
+    assert_eq!(
+        ok("real 198.18.1.2:81"),
+        Command::Real {
+            addr: sa("198.18.1.2:81"),
+            col: 6
+        }
+    );
 }
 
 #[test]
 fn dip_in_every_spelling() {
-    let want = |col| Command::Dip { addr: sa("198.18.0.2:80"), real: None, col };
+    let want = |col| Command::Dip {
+        addr: sa("198.18.0.2:80"),
+        real: None,
+        col,
+    };
     assert_eq!(ok("dip 198.18.0.2"), want(5));
     assert_eq!(ok("direct-ip 198.18.0.2"), want(11));
     assert_eq!(ok("direct - ip 198.18.0.2"), want(13));
     assert_eq!(
         ok("dip 198.18.0.2:80 real 198.18.1.2:8080"),
-        Command::Dip { addr: sa("198.18.0.2:80"), real: Some(sa("198.18.1.2:8080")), col: 5 }
+        Command::Dip {
+            addr: sa("198.18.0.2:80"),
+            real: Some(sa("198.18.1.2:8080")),
+            col: 5
+        }
     );
 }
 
@@ -87,25 +116,65 @@ fn bind_link_backup_and_their_negations() {
         }
         c => panic!("{c:?}"),
     }
-    assert!(matches!(ok("no bind 198.18.0.1 coyote"), Command::Bind { no: true, .. }));
+    assert!(matches!(
+        ok("no bind 198.18.0.1 coyote"),
+        Command::Bind { no: true, .. }
+    ));
     match ok("link coyote 198.18.0.2") {
-        Command::Link { url, target } => assert_eq!((url.text.as_str(), target.col), ("coyote", 13)),
+        Command::Link { url, target } => {
+            assert_eq!((url.text.as_str(), target.col), ("coyote", 13))
+        }
         c => panic!("{c:?}"),
     }
-    assert!(matches!(ok("backup 198.18.0.2 198.18.0.1"), Command::Backup { no: false, backup: Some(_), .. }));
-    assert!(matches!(ok("no backup 198.18.0.2"), Command::Backup { no: true, backup: None, .. }));
-    assert!(matches!(ok("no backup 198.18.0.2 book"), Command::Backup { no: true, backup: Some(_), .. }));
+    assert!(matches!(
+        ok("backup 198.18.0.2 198.18.0.1"),
+        Command::Backup {
+            no: false,
+            backup: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("no backup 198.18.0.2"),
+        Command::Backup {
+            no: true,
+            backup: None,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("no backup 198.18.0.2 book"),
+        Command::Backup {
+            no: true,
+            backup: Some(_),
+            ..
+        }
+    ));
 }
 
 #[test]
 fn service_states() {
     assert_eq!(
         ok("in-service real 198.18.0.2 all"),
-        Command::InService { kind: Kind::Real, id: detour_config::lang::Ref { text: "198.18.0.2".into(), col: 17 }, all: true }
+        Command::InService {
+            kind: Kind::Real,
+            id: detour_config::lang::Ref {
+                text: "198.18.0.2".into(),
+                col: 17
+            },
+            all: true
+        }
     );
-    for (w, s) in [("oos", State::Oos), ("maintenance", State::Maintenance), ("sticky", State::Sticky), ("failed", State::Failed)] {
+    for (w, s) in [
+        ("oos", State::Oos),
+        ("maintenance", State::Maintenance),
+        ("sticky", State::Sticky),
+        ("failed", State::Failed),
+    ] {
         match ok(&format!("out-of-service url coyote {w}")) {
-            Command::OutOfService { kind, state, all, .. } => {
+            Command::OutOfService {
+                kind, state, all, ..
+            } => {
                 assert_eq!((kind, state, all), (Kind::Url, s, false));
             }
             c => panic!("{c:?}"),
@@ -119,7 +188,10 @@ fn service_states() {
 
 #[test]
 fn extensions() {
-    assert!(matches!(ok("weight 198.18.0.2 1000"), Command::Weight { weight: 1000, .. }));
+    assert!(matches!(
+        ok("weight 198.18.0.2 1000"),
+        Command::Weight { weight: 1000, .. }
+    ));
     for p in Predictor::ALL {
         match ok(&format!("predictor 198.18.0.1 {}", p.keyword())) {
             Command::Predictor { predictor, .. } => assert_eq!(predictor, p),
@@ -141,10 +213,17 @@ fn extensions() {
     }
     assert_eq!(
         ok("interface client veth-c queues 2"),
-        Command::Interface { role: Role::Client, name: "veth-c".into(), queues: 2 }
+        Command::Interface {
+            role: Role::Client,
+            name: "veth-c".into(),
+            queues: 2
+        }
     );
     assert_eq!(ok("cores 1,0"), Command::Cores { cores: vec![1, 0] });
-    assert!(matches!(ok("metrics 127.0.0.1:9100"), Command::Metrics { .. }));
+    assert!(matches!(
+        ok("metrics 127.0.0.1:9100"),
+        Command::Metrics { .. }
+    ));
 }
 
 #[test]
@@ -162,10 +241,20 @@ fn refusals_point_at_the_exact_column() {
     assert_err("real 0.0.0.0", 6, "unicast", "0.0.0.0");
     assert_err("direct ip 198.18.0.2", 8, "`- ip`", "`ip`");
     assert_err("direct -", 9, "`- ip`", "end of line");
-    assert_err("dip 198.18.0.2 real", 20, "real server's IPv4", "end of line");
+    assert_err(
+        "dip 198.18.0.2 real",
+        20,
+        "real server's IPv4",
+        "end of line",
+    );
     assert_err("url 1bad http://x", 5, "a url id", "`1bad`");
     assert_err("url all http://x", 5, "a url id", "`all`");
-    assert_err(&format!("url {} http://x", "a".repeat(41)), 5, "a url id", "aaaa");
+    assert_err(
+        &format!("url {} http://x", "a".repeat(41)),
+        5,
+        "a url id",
+        "aaaa",
+    );
     assert_err("url a http://x 404", 16, "a redirect code", "`404`");
     assert_err("url a http://x 200", 16, "a redirect code", "`200`");
     assert_err("url a http://x 30x", 16, "a redirect code", "`30x`");
@@ -181,28 +270,103 @@ fn refusals_point_at_the_exact_column() {
     assert_err("no", 3, "`bind` or `backup`", "end of line");
     assert_err("no link a b", 4, "`bind` or `backup`", "`link`");
     assert_err("backup 198.18.0.2", 18, "a backup id", "end of line");
-    assert_err("in-service server x", 12, "`virtual`, `real` or `url`", "`server`");
-    assert_err("out-of-service real 198.18.0.2 broken", 32, "`oos`, `maintenance`", "`broken`");
-    assert_err("out-of-service real 198.18.0.2 oos all x", 40, "end of line", "`x`");
+    assert_err(
+        "in-service server x",
+        12,
+        "`virtual`, `real` or `url`",
+        "`server`",
+    );
+    assert_err(
+        "out-of-service real 198.18.0.2 broken",
+        32,
+        "`oos`, `maintenance`",
+        "`broken`",
+    );
+    assert_err(
+        "out-of-service real 198.18.0.2 oos all x",
+        40,
+        "end of line",
+        "`x`",
+    );
     assert_err("weight 198.18.0.2 1001", 19, "a weight", "`1001`");
     assert_err("weight 198.18.0.2 -1", 19, "a weight", "`-1`");
-    assert_err("predictor 198.18.0.1 random", 22, "`roundrobin`", "`random`");
-    assert_err("health-check 198.18.0.2 udp", 25, "`none`, `tcp` or `http`", "`udp`");
-    assert_err("health-check 198.18.0.2 tcp path /", 29, "a setting of a tcp check", "`path`");
-    assert_err("health-check 198.18.0.2 http path health", 35, "a path starting with `/`", "`health`");
-    assert_err("health-check 198.18.0.2 http expect 700", 37, "an HTTP status", "`700`");
-    assert_err("health-check 198.18.0.2 tcp interval 5m", 38, "a duration", "`5m`");
-    assert_err("health-check 198.18.0.2 tcp interval 1s timeout 2s", 25, "no longer than the interval", "timeout");
-    assert_err("health-check 198.18.0.2 tcp speed 1", 29, "`path`, `expect`", "`speed`");
+    assert_err(
+        "predictor 198.18.0.1 random",
+        22,
+        "`roundrobin`",
+        "`random`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 udp",
+        25,
+        "`none`, `tcp` or `http`",
+        "`udp`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 tcp path /",
+        29,
+        "a setting of a tcp check",
+        "`path`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 http path health",
+        35,
+        "a path starting with `/`",
+        "`health`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 http expect 700",
+        37,
+        "an HTTP status",
+        "`700`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 tcp interval 5m",
+        38,
+        "a duration",
+        "`5m`",
+    );
+    assert_err(
+        "health-check 198.18.0.2 tcp interval 1s timeout 2s",
+        25,
+        "no longer than the interval",
+        "timeout",
+    );
+    assert_err(
+        "health-check 198.18.0.2 tcp speed 1",
+        29,
+        "`path`, `expect`",
+        "`speed`",
+    );
     assert_err("cookie-secret abc", 15, "64 hex digits", "3 characters");
-    assert_err(&format!("cookie-secret {}g{}", "0".repeat(10), "0".repeat(53)), 25, "a hex digit", "`g`");
+    assert_err(
+        &format!("cookie-secret {}g{}", "0".repeat(10), "0".repeat(53)),
+        25,
+        "a hex digit",
+        "`g`",
+    );
     assert_err("interface side eth0", 11, "`client` or `server`", "`side`");
-    assert_err("interface client a-very-long-interface", 18, "an interface name", "a-very-long");
+    assert_err(
+        "interface client a-very-long-interface",
+        18,
+        "an interface name",
+        "a-very-long",
+    );
     assert_err("interface client eth0 queues 0", 30, "a queue count", "`0`");
     assert_err("cores 0,x", 9, "a core number", "`x`");
     assert_err("cores 0,1,0", 11, "each core once", "core 0 again");
-    assert_err("metrics 0.0.0.0:9100", 9, "a loopback address", "0.0.0.0:9100");
-    assert_err("metrics 127.0.0.1", 9, "a loopback address and port", "127.0.0.1");
+    assert_err(
+        "metrics 0.0.0.0:9100",
+        9,
+        "a loopback address",
+        "0.0.0.0:9100",
+    );
+    assert_err(
+        "metrics 127.0.0.1",
+        9,
+        "a loopback address and port",
+        "127.0.0.1",
+    );
 }
 
 #[test]

@@ -8,7 +8,15 @@ const ACME: &str = include_str!("../../../configs/acme.conf");
 const LOAD_SHARE: &str = include_str!("../../../configs/load-share.conf");
 
 fn model(text: &str) -> Model {
-    load(text, "t.conf").unwrap_or_else(|e| panic!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))
+    load(text, "t.conf").unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
 }
 
 /// Load `base` then `line` as the last line: the error must be at that line and column.
@@ -18,9 +26,16 @@ fn refused(base: &str, line: &str, col: usize, expected: &str, found: &str) {
     let e = errs.last().unwrap();
     let line_no = base.lines().count() + 1;
     assert_eq!((e.line, e.col), (line_no, col), "{line}: {e}");
-    assert!(e.expected.contains(expected), "{line}: expected {expected:?} in {e}");
+    assert!(
+        e.expected.contains(expected),
+        "{line}: expected {expected:?} in {e}"
+    );
     assert!(e.found.contains(found), "{line}: found {found:?} in {e}");
-    assert!(e.to_string().starts_with(&format!("t.conf:{line_no}:{col}: expected ")), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("t.conf:{line_no}:{col}: expected ")),
+        "{e}"
+    );
 }
 
 const BASE: &str = "virtual 198.18.0.1\ndip 198.18.0.2\ndip 198.18.0.3 real 198.18.1.3:8080\nreal 198.18.1.9\nurl coyote http://coyote.acme.com/%d\n";
@@ -30,7 +45,9 @@ fn the_seed_example_builds_the_expected_model() {
     let m = model(ACME);
     assert_eq!(m.virtuals.len(), 3);
     assert_eq!(m.reals.len(), 2);
-    let VirtualKind::Primary { members, .. } = &m.virtuals[0].kind else { panic!() };
+    let VirtualKind::Primary { members, .. } = &m.virtuals[0].kind else {
+        panic!()
+    };
     assert_eq!(members, &[Member::Url(0), Member::Url(1)]);
     assert_eq!(m.virtuals[1].kind, VirtualKind::Dip { real: 0 });
     assert_eq!(m.reals[0].dip, Some(1));
@@ -38,50 +55,227 @@ fn the_seed_example_builds_the_expected_model() {
     assert_eq!(m.reals[0].backup, Some(Target::Virtual(0)));
     assert_eq!(m.reals[1].backup, Some(Target::Real(0)));
     assert_eq!(m.virtuals[0].backup, Some(Target::Url(2)));
-    assert_eq!(m.url_weight(0), 2, "coyote takes its real's weight through link");
+    assert_eq!(
+        m.url_weight(0),
+        2,
+        "coyote takes its real's weight through link"
+    );
     assert!(m.settings.default_health.is_some());
 }
 
 #[test]
 fn undefined_duplicate_and_misdirected_references_are_refused() {
-    refused(BASE, "virtual 198.18.0.1", 9, "an address not yet in use", "already a virtual");
-    refused(BASE, "real 198.18.0.2", 6, "an address not yet in use", "already a virtual or DIP");
-    refused(BASE, "real 198.18.1.9:80", 6, "an address not yet in use", "already a real");
-    refused(BASE, "dip 198.18.0.1", 5, "an address not yet in use", "already a virtual");
-    refused(BASE, "dip 198.18.0.9 real 198.18.1.3:8080", 5, "a real without a DIP", "already paired");
-    refused(BASE, "dip 198.18.0.9 real 198.18.0.1", 5, "not a virtual", "198.18.0.1");
-    refused(BASE, "url coyote http://x", 5, "a new url id", "already defined");
-    refused(BASE, "bind 198.18.0.7 coyote", 6, "a defined virtual", "198.18.0.7");
+    refused(
+        BASE,
+        "virtual 198.18.0.1",
+        9,
+        "an address not yet in use",
+        "already a virtual",
+    );
+    refused(
+        BASE,
+        "real 198.18.0.2",
+        6,
+        "an address not yet in use",
+        "already a virtual or DIP",
+    );
+    refused(
+        BASE,
+        "real 198.18.1.9:80",
+        6,
+        "an address not yet in use",
+        "already a real",
+    );
+    refused(
+        BASE,
+        "dip 198.18.0.1",
+        5,
+        "an address not yet in use",
+        "already a virtual",
+    );
+    refused(
+        BASE,
+        "dip 198.18.0.9 real 198.18.1.3:8080",
+        5,
+        "a real without a DIP",
+        "already paired",
+    );
+    refused(
+        BASE,
+        "dip 198.18.0.9 real 198.18.0.1",
+        5,
+        "not a virtual",
+        "198.18.0.1",
+    );
+    refused(
+        BASE,
+        "url coyote http://x",
+        5,
+        "a new url id",
+        "already defined",
+    );
+    refused(
+        BASE,
+        "bind 198.18.0.7 coyote",
+        6,
+        "a defined virtual",
+        "198.18.0.7",
+    );
     refused(BASE, "bind coyote coyote", 6, "a defined virtual", "coyote");
-    refused(BASE, "bind 198.18.0.2 coyote", 6, "a primary virtual", "a DIP");
-    refused(BASE, "bind 198.18.0.1 coyote nobody", 24, "a defined url", "nobody");
-    refused(BASE, "bind 198.18.0.1 198.18.0.1", 17, "a primary virtual cannot be bound", "198.18.0.1");
-    refused(BASE, "bind 198.18.0.1 coyote coyote", 24, "each member once", "again");
-    refused(&format!("{BASE}bind 198.18.0.1 coyote\n"), "bind 198.18.0.1 coyote", 17, "not yet bound", "coyote");
-    refused(BASE, "no bind 198.18.0.1 coyote", 20, "a member bound to", "coyote");
+    refused(
+        BASE,
+        "bind 198.18.0.2 coyote",
+        6,
+        "a primary virtual",
+        "a DIP",
+    );
+    refused(
+        BASE,
+        "bind 198.18.0.1 coyote nobody",
+        24,
+        "a defined url",
+        "nobody",
+    );
+    refused(
+        BASE,
+        "bind 198.18.0.1 198.18.0.1",
+        17,
+        "a primary virtual cannot be bound",
+        "198.18.0.1",
+    );
+    refused(
+        BASE,
+        "bind 198.18.0.1 coyote coyote",
+        24,
+        "each member once",
+        "again",
+    );
+    refused(
+        &format!("{BASE}bind 198.18.0.1 coyote\n"),
+        "bind 198.18.0.1 coyote",
+        17,
+        "not yet bound",
+        "coyote",
+    );
+    refused(
+        BASE,
+        "no bind 198.18.0.1 coyote",
+        20,
+        "a member bound to",
+        "coyote",
+    );
     refused(BASE, "link nobody 198.18.0.2", 6, "a defined url", "nobody");
-    refused(BASE, "link coyote 198.18.0.8", 13, "a defined real, virtual or url", "198.18.0.8");
-    refused(BASE, "link coyote coyote", 13, "a virtual, DIP or real", "a url");
-    refused(BASE, "backup coyote 198.18.0.1", 8, "a url has no backup", "coyote");
-    refused(BASE, "backup 198.18.0.2 nobody", 19, "a defined url", "nobody");
-    refused(BASE, "backup 198.18.0.2 198.18.0.2", 19, "without a cycle", "198.18.0.2:80 -> 198.18.0.2:80");
-    refused(BASE, "no backup 198.18.0.2 coyote", 22, "the current backup", "coyote");
-    refused(BASE, "in-service virtual 198.18.0.5", 20, "a defined virtual", "198.18.0.5");
-    refused(BASE, "in-service url 198.18.0.1", 16, "a defined url", "198.18.0.1");
-    refused(BASE, "out-of-service real coyote", 21, "a defined real", "coyote");
-    refused(BASE, "weight 198.18.0.1 3", 8, "virtuals have no weight", "198.18.0.1");
-    refused(&format!("{BASE}link coyote 198.18.0.2\n"), "weight coyote 3", 8, "an unlinked url", "linked to");
-    refused(BASE, "predictor 198.18.0.2 hash", 11, "a primary virtual", "a DIP");
-    refused(BASE, "health-check coyote tcp", 14, "a defined real", "coyote");
-    refused(BASE, "virtual 198.18.0.300", 9, "an IPv4 address", "198.18.0.300");
+    refused(
+        BASE,
+        "link coyote 198.18.0.8",
+        13,
+        "a defined real, virtual or url",
+        "198.18.0.8",
+    );
+    refused(
+        BASE,
+        "link coyote coyote",
+        13,
+        "a virtual, DIP or real",
+        "a url",
+    );
+    refused(
+        BASE,
+        "backup coyote 198.18.0.1",
+        8,
+        "a url has no backup",
+        "coyote",
+    );
+    refused(
+        BASE,
+        "backup 198.18.0.2 nobody",
+        19,
+        "a defined url",
+        "nobody",
+    );
+    refused(
+        BASE,
+        "backup 198.18.0.2 198.18.0.2",
+        19,
+        "without a cycle",
+        "198.18.0.2:80 -> 198.18.0.2:80",
+    );
+    refused(
+        BASE,
+        "no backup 198.18.0.2 coyote",
+        22,
+        "the current backup",
+        "coyote",
+    );
+    refused(
+        BASE,
+        "in-service virtual 198.18.0.5",
+        20,
+        "a defined virtual",
+        "198.18.0.5",
+    );
+    refused(
+        BASE,
+        "in-service url 198.18.0.1",
+        16,
+        "a defined url",
+        "198.18.0.1",
+    );
+    refused(
+        BASE,
+        "out-of-service real coyote",
+        21,
+        "a defined real",
+        "coyote",
+    );
+    refused(
+        BASE,
+        "weight 198.18.0.1 3",
+        8,
+        "virtuals have no weight",
+        "198.18.0.1",
+    );
+    refused(
+        &format!("{BASE}link coyote 198.18.0.2\n"),
+        "weight coyote 3",
+        8,
+        "an unlinked url",
+        "linked to",
+    );
+    refused(
+        BASE,
+        "predictor 198.18.0.2 hash",
+        11,
+        "a primary virtual",
+        "a DIP",
+    );
+    refused(
+        BASE,
+        "health-check coyote tcp",
+        14,
+        "a defined real",
+        "coyote",
+    );
+    refused(
+        BASE,
+        "virtual 198.18.0.300",
+        9,
+        "an IPv4 address",
+        "198.18.0.300",
+    );
 }
 
 #[test]
 fn backup_cycles_through_chains_are_refused() {
     let base = format!("{BASE}backup 198.18.0.2 198.18.0.3\nbackup 198.18.1.3:8080 198.18.0.1\n");
     // 198.18.0.1 -> 198.18.0.2's real -> 198.18.1.3:8080 -> 198.18.0.1
-    refused(&base, "backup 198.18.0.1 198.18.0.2", 19, "a backup chain without a cycle",
-        "198.18.0.1:80 -> 198.18.0.2:80 -> 198.18.1.3:8080 -> 198.18.0.1:80");
+    refused(
+        &base,
+        "backup 198.18.0.1 198.18.0.2",
+        19,
+        "a backup chain without a cycle",
+        "198.18.0.1:80 -> 198.18.0.2:80 -> 198.18.1.3:8080 -> 198.18.0.1:80",
+    );
     // Replacing a backup with one that breaks the chain is fine.
     let ok = format!("{base}no backup 198.18.1.3:8080\nbackup 198.18.0.1 198.18.0.2\n");
     model(&ok);
@@ -89,7 +283,9 @@ fn backup_cycles_through_chains_are_refused() {
 
 #[test]
 fn a_dip_address_names_its_real() {
-    let m = model(&format!("{BASE}out-of-service real 198.18.0.3 maintenance\nweight 198.18.0.3 5\n"));
+    let m = model(&format!(
+        "{BASE}out-of-service real 198.18.0.3 maintenance\nweight 198.18.0.3 5\n"
+    ));
     assert_eq!(m.reals[1].addr.to_string(), "198.18.1.3:8080");
     assert_eq!(m.reals[1].state, State::Maintenance);
     assert_eq!(m.reals[1].weight, 5);
@@ -108,12 +304,18 @@ fn all_applies_to_the_members_of_a_virtual_and_the_urls_of_a_real() {
     assert_eq!(m.reals[0].state, State::InService, "not a member");
     let m = model(&format!("{text}in-service virtual 198.18.0.1\n"));
     assert_eq!(m.virtuals[0].state, State::InService);
-    assert_eq!(m.urls[0].state, State::Maintenance, "without all, members keep their state");
+    assert_eq!(
+        m.urls[0].state,
+        State::Maintenance,
+        "without all, members keep their state"
+    );
 }
 
 #[test]
 fn a_linked_url_is_as_down_as_its_real() {
-    let m = model(&format!("{BASE}link coyote 198.18.0.2\nout-of-service real 198.18.0.2 failed\n"));
+    let m = model(&format!(
+        "{BASE}link coyote 198.18.0.2\nout-of-service real 198.18.0.2 failed\n"
+    ));
     assert_eq!(m.urls[0].state, State::InService);
     assert_eq!(m.url_state(0), State::Failed);
 }

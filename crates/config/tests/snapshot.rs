@@ -33,11 +33,20 @@ fn acme_compiles_field_by_field() {
     assert_eq!(v.members.len(), 2);
     let (m0, m1) = (v.members[0], v.members[1]);
     assert_eq!(s.urls[m0.url as usize].id, "coyote");
-    assert_eq!(s.urls[m0.url as usize].template.as_str(), "http://coyote.acme.com/%d");
+    assert_eq!(
+        s.urls[m0.url as usize].template.as_str(),
+        "http://coyote.acme.com/%d"
+    );
     assert_eq!(s.urls[m0.url as usize].code, 302);
-    assert_eq!((m0.real, m0.weight, m0.state), (Some(0), 2, State::InService));
+    assert_eq!(
+        (m0.real, m0.weight, m0.state),
+        (Some(0), 2, State::InService)
+    );
     assert_eq!(s.urls[m1.url as usize].id, "roadrunner");
-    assert_eq!((m1.real, m1.weight, m1.state), (Some(1), 1, State::InService));
+    assert_eq!(
+        (m1.real, m1.weight, m1.state),
+        (Some(1), 1, State::InService)
+    );
 
     assert_eq!(s.reals.len(), 2);
     assert_eq!(s.reals[0].id, "198.18.0.2:80");
@@ -47,7 +56,11 @@ fn acme_compiles_field_by_field() {
 
     assert_eq!(s.virtual_at(ip("198.18.0.1"), 80), Some(0));
     assert_eq!(s.virtual_at(ip("198.18.0.1"), 81), None);
-    assert_eq!(s.virtual_at(ip("198.18.0.2"), 80), None, "a DIP is not a primary virtual");
+    assert_eq!(
+        s.virtual_at(ip("198.18.0.2"), 80),
+        None,
+        "a DIP is not a primary virtual"
+    );
     assert_eq!(s.dip_at(ip("198.18.0.2"), 80), Some(0));
     assert_eq!(s.dip_at(ip("198.18.0.3"), 80), Some(1));
     assert_eq!(s.dip_at(ip("198.18.0.1"), 80), None);
@@ -56,7 +69,13 @@ fn acme_compiles_field_by_field() {
     assert_eq!(owned, ["198.18.0.1", "198.18.0.2", "198.18.0.3"]);
     assert!(s.owns(ip("198.18.0.2")) && !s.owns(ip("198.18.0.4")));
     let t = s.table();
-    for needle in ["198.18.0.1:80", "coyote", "weight 2", "DIP 198.18.0.2:80 (same address)", "redirect to url book"] {
+    for needle in [
+        "198.18.0.1:80",
+        "coyote",
+        "weight 2",
+        "DIP 198.18.0.2:80 (same address)",
+        "redirect to url book",
+    ] {
         assert!(t.contains(needle), "{needle} missing from\n{t}");
     }
 }
@@ -66,11 +85,28 @@ fn load_sharing_rotates_over_two_dips_and_another_site() {
     let s = snap(LOAD_SHARE);
     let v = &s.virtuals[0];
     assert_eq!(v.predictor, Predictor::RoundRobin);
-    let urls: Vec<_> = v.members.iter().map(|m| s.urls[m.url as usize].template.as_str().to_string()).collect();
-    assert_eq!(urls, ["http://198.18.0.2/%d", "http://198.18.0.3/%d", "http://www.bar.com/%d"]);
+    let urls: Vec<_> = v
+        .members
+        .iter()
+        .map(|m| s.urls[m.url as usize].template.as_str().to_string())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "http://198.18.0.2/%d",
+            "http://198.18.0.3/%d",
+            "http://www.bar.com/%d"
+        ]
+    );
     let mut st = PickState::new(&v.rotation);
-    let picks: Vec<_> = (0..9).map(|_| v.rotation.pick(&mut st, 1, |_| 0).unwrap()).collect();
-    assert_eq!(picks, [0, 1, 2, 0, 1, 2, 0, 1, 2], "a third goes to www.bar.com");
+    let picks: Vec<_> = (0..9)
+        .map(|_| v.rotation.pick(&mut st, 1, |_| 0).unwrap())
+        .collect();
+    assert_eq!(
+        picks,
+        [0, 1, 2, 0, 1, 2, 0, 1, 2],
+        "a third goes to www.bar.com"
+    );
 }
 
 const NAT: &str = "virtual 198.18.0.1
@@ -92,8 +128,16 @@ fn nat_dips_map_to_backend_addresses() {
     assert_eq!(s.reals[0].addr.to_string(), "198.18.1.2:8080");
     assert_eq!(s.real_at(ip("198.18.1.2"), 8080), Some(0));
     assert_eq!(s.real_at(ip("198.18.1.2"), 80), None);
-    assert!(!s.owns(ip("198.18.1.2")), "the backend address is not the director's");
-    assert_eq!(s.urls[s.virtuals[0].members[0].url as usize].template.as_str(), "http://198.18.0.2/%d");
+    assert!(
+        !s.owns(ip("198.18.1.2")),
+        "the backend address is not the director's"
+    );
+    assert_eq!(
+        s.urls[s.virtuals[0].members[0].url as usize]
+            .template
+            .as_str(),
+        "http://198.18.0.2/%d"
+    );
 }
 
 #[test]
@@ -111,12 +155,30 @@ fn service_states_follow_the_design_table() {
         let s = with(&format!("out-of-service real 198.18.0.2 {st}\n"));
         assert!(!s.virtuals[0].rotation.members()[0].eligible, "{st}");
         assert_eq!(s.reals[0].action, Action::Refuse, "{st} without backup");
-        let s = with(&format!("out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 198.18.0.3\n"));
-        assert_eq!(s.reals[0].action, Action::Forward(1), "{st} with a real backup");
-        let s = with(&format!("out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 198.18.0.1\n"));
-        assert_eq!(s.reals[0].action, Action::Redirect(0), "{st} with a virtual backup");
-        let s = with(&format!("out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 other\n"));
-        assert_eq!(s.reals[0].action, Action::RedirectUrl(0), "{st} with a url backup");
+        let s = with(&format!(
+            "out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 198.18.0.3\n"
+        ));
+        assert_eq!(
+            s.reals[0].action,
+            Action::Forward(1),
+            "{st} with a real backup"
+        );
+        let s = with(&format!(
+            "out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 198.18.0.1\n"
+        ));
+        assert_eq!(
+            s.reals[0].action,
+            Action::Redirect(0),
+            "{st} with a virtual backup"
+        );
+        let s = with(&format!(
+            "out-of-service real 198.18.0.2 {st}\nbackup 198.18.0.2 other\n"
+        ));
+        assert_eq!(
+            s.reals[0].action,
+            Action::RedirectUrl(0),
+            "{st} with a url backup"
+        );
     }
 }
 
@@ -125,7 +187,11 @@ fn backup_chains_resolve_to_the_first_live_target_and_terminate() {
     // .2 down -> .3 (sticky: takes no new flows) -> .4 (in service)
     let s = with("backup 198.18.0.2 198.18.0.3\nbackup 198.18.0.3 198.18.0.4\nout-of-service real 198.18.0.2\nout-of-service real 198.18.0.3 sticky\n");
     assert_eq!(s.reals[0].action, Action::Forward(2));
-    assert_eq!(s.reals[1].action, Action::Forward(1), "sticky keeps its own DIP");
+    assert_eq!(
+        s.reals[1].action,
+        Action::Forward(1),
+        "sticky keeps its own DIP"
+    );
     // Everything down: the chain ends in a refusal.
     let s = with("backup 198.18.0.2 198.18.0.3\nbackup 198.18.0.3 198.18.0.4\nout-of-service real 198.18.0.2\nout-of-service real 198.18.0.3\nout-of-service real 198.18.0.4\n");
     assert_eq!(s.reals[0].action, Action::Refuse);
@@ -134,7 +200,8 @@ fn backup_chains_resolve_to_the_first_live_target_and_terminate() {
     assert_eq!(s.virtuals[0].action, Action::RedirectUrl(0));
     assert_eq!(s.reals[2].action, Action::RedirectUrl(0));
     // A url that is out of service is no backup.
-    let s = with("backup 198.18.0.2 other\nout-of-service real 198.18.0.2\nout-of-service url other\n");
+    let s =
+        with("backup 198.18.0.2 other\nout-of-service real 198.18.0.2\nout-of-service url other\n");
     assert_eq!(s.reals[0].action, Action::Refuse);
 }
 
@@ -144,11 +211,54 @@ fn an_out_of_service_virtual_uses_its_backup() {
     assert_eq!(s.virtuals[0].action, Action::Refuse);
     let s = with("out-of-service virtual 198.18.0.1\nbackup 198.18.0.1 other\n");
     assert_eq!(s.virtuals[0].action, Action::RedirectUrl(0));
-    assert_eq!(s.reals[0].action, Action::Forward(0), "its reals' DIPs are unaffected");
+    assert_eq!(
+        s.reals[0].action,
+        Action::Forward(0),
+        "its reals' DIPs are unaffected"
+    );
 }
 
 #[test]
 fn weight_zero_takes_no_redirects() {
     let s = with("weight 198.18.0.2 0\nweight 198.18.0.3 0\nbackup 198.18.0.1 other\n");
     assert_eq!(s.virtuals[0].action, Action::RedirectUrl(0));
+}
+
+#[test]
+fn a_request_to_acme_is_answered_with_the_picked_url_expanded() {
+    use detour_config::url::{render_redirect, Request};
+    let s = snap(ACME);
+    let v = &s.virtuals[0];
+    let mut st = PickState::new(&v.rotation);
+    let req = Request {
+        host: Some(b"www.acme.com"),
+        vip: ip("198.18.0.1"),
+        port: 80,
+        target: b"/cart.html",
+        head_only: false,
+    };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let m = v.members[v.rotation.pick(&mut st, 0, |_| 0).unwrap()];
+        let u = &s.urls[m.url as usize];
+        let mut out = [0u8; 1024];
+        let n = render_redirect(&u.template, u.code, &req, &mut out).unwrap();
+        let text = std::str::from_utf8(&out[..n]).unwrap();
+        assert!(text.starts_with("HTTP/1.1 302 Found\r\n"), "{text}");
+        let loc = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: "))
+            .unwrap()
+            .to_string();
+        seen.push(loc);
+    }
+    // weight 2 (coyote, through its real) : 1 (roadrunner), smooth.
+    assert_eq!(
+        seen,
+        [
+            "http://coyote.acme.com/cart.html",
+            "http://roadrunner.acme.com/cart.html",
+            "http://coyote.acme.com/cart.html"
+        ]
+    );
 }

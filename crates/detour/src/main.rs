@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "detour", version, about = "HTTP-redirect load balancer (LocalDirector-style) on AF_XDP")]
+#[command(
+    name = "detour",
+    version,
+    about = "HTTP-redirect load balancer (LocalDirector-style) on AF_XDP"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,6 +78,9 @@ fn read_config(file: &std::path::Path) -> Result<String, String> {
         return Err(format!("larger than {MAX_CONFIG} bytes"));
     }
     String::from_utf8(bytes).map_err(|e| {
-        format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to())
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
