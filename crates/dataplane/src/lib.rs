@@ -1,0 +1,33 @@
+//! Everything a worker does to a frame, as safe Rust over byte slices, with no I/O of its own.
+//!
+//! The runtime hands a [`Worker`] frames received on a port (a buffer with room to grow for
+//! replies, and the frame's length); the worker classifies each one, rewrites it in place or
+//! writes a reply into it, and returns a [`Verdict`]: transmit on a port, drop with a
+//! [`Reason`], or pass to the kernel. No allocation, lock, syscall or log line per frame:
+//! every outcome is a counter.
+//!
+//! Paths (DESIGN.md section 2):
+//! - DIP forwarding (the seed's claim 13): client -> DIP:port rewritten to real:port, and
+//!   real -> client back to DIP:port; checksums updated incrementally (RFC 1624).
+//! - The stateless redirect responder for each primary VIP:port (SYN cookies, RFC 4987).
+//! - ARP and ICMP echo replies for the addresses the director owns.
+#![forbid(unsafe_code)]
+
+pub mod cookie;
+pub mod csum;
+
+/// A port (interface) of the director. In a one-armed setup both are the same interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Port(pub u8);
+
+/// The client-facing port.
+pub const CLIENT: Port = Port(0);
+/// The server-facing port.
+pub const SERVER: Port = Port(1);
+
+pub mod counters;
+mod table;
+mod worker;
+
+pub use counters::{Counters, Reason};
+pub use worker::{Verdict, Worker, WorkerConfig, BACKUP_FLOW_SLOTS, HEAD_SLOTS, MAX_HEAD};
