@@ -392,6 +392,22 @@ mod tests {
             prop_assert_eq!(update16(check, old, be16(&buf, at)), checksum(&buf));
         }
 
+        /// The RFC 1624 corner: the new word is chosen so that the new checksum is 0x0000
+        /// (the sum is "-0", 0xFFFF). Equation 2 would give 0xFFFF here; equation 3 must not.
+        #[test]
+        fn update16_equals_recompute_when_the_checksum_becomes_zero(
+            (mut buf, at, _) in buf_and_change(20..61, 2),
+        ) {
+            let check = checksum(&buf);
+            let old = be16(&buf, at);
+            buf[at..at + 2].fill(0);
+            let new = !fold(sum(0, &buf));
+            buf[at..at + 2].copy_from_slice(&new.to_be_bytes());
+            prop_assume!(buf.iter().any(|&b| b != 0));
+            prop_assert_eq!(checksum(&buf), 0);
+            prop_assert_eq!(update16(check, old, new), 0);
+        }
+
         #[test]
         fn update32_equals_recompute((mut buf, at, new) in buf_and_change(20..61, 4)) {
             let check = checksum(&buf);

@@ -13,7 +13,7 @@ use etherparse::{
     Ethernet2HeaderSlice, Ipv4HeaderSlice, TcpHeaderSlice, TcpOptionElement, UdpHeaderSlice,
 };
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket,
     TcpSeqNumber,
 };
 use std::net::Ipv4Addr;
@@ -43,7 +43,7 @@ pub const BACKUP_FLOW_TTL_MS: u64 = 300_000;
 /// How long a previous cookie secret is still accepted after a change.
 pub const COOKIE_GRACE_SECS: u64 = 128;
 /// Most headers in a request head.
-const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 32;
 /// Where the response is built in the scratch buffer.
 const OUT: usize = MAX_HEAD;
 
@@ -840,7 +840,11 @@ impl State {
             o[1] = 4;
             o[2..4].copy_from_slice(&m.to_be_bytes());
         }
-        tcp.fill_checksum(&IpAddress::Ipv4(ip.dst), &IpAddress::Ipv4(ip.src));
+        tcp.set_checksum(0);
+        // The segment may carry a whole response: use the word-at-a-time sum.
+        let pseudo = csum::pseudo_v4(ip.dst.octets(), ip.src.octets(), PROTO_TCP, tcp_len as u16);
+        let c = !csum::fold(csum::sum(pseudo, &buf[l4..l4 + tcp_len]));
+        put16(buf, l4 + 16, c);
         Verdict::Tx {
             port,
             len: ETH + total,

@@ -38,7 +38,6 @@ pub const SERVER_TAP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x00];
 pub const VIP: &str = "198.18.0.1";
 pub const DIP_NAT: &str = "198.18.0.2";
 pub const DIP_SAME: &str = "198.18.0.3";
-pub const CLIENT_IP: &str = "198.18.0.100";
 pub const REAL_NAT: &str = "198.18.1.2";
 pub const REAL_NAT_PORT: u16 = 8080;
 
@@ -78,7 +77,7 @@ pub struct Out {
 
 impl Out {
     pub fn ok(&self) -> bool {
-        self.code == Some(0)
+        self.code == Some(0) && !self.timed_out
     }
 }
 
