@@ -31,19 +31,40 @@ fn worker() -> Worker {
     for r in &mut s.reals {
         r.mac = [2, 0, 0, 0, 0, 0x20];
     }
-    let cfg = WorkerConfig { macs: US, cookie_secret: [3; 32], kernel_addrs: vec![] };
+    let cfg = WorkerConfig {
+        macs: US,
+        cookie_secret: [3; 32],
+        kernel_addrs: vec![],
+    };
     Worker::new(cfg, Arc::new(s))
 }
 
-fn frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(CMAC, US[0]).ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+#[allow(clippy::too_many_arguments)]
+fn frame(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CMAC, US[0])
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, seq, 64240);
     if syn {
         b = b.syn();
     }
     if let Some(a) = ack {
         b = b.ack(a);
     }
-    let b = if syn { b.options(&[TcpOptionElement::MaximumSegmentSize(1460)]).unwrap() } else { b };
+    let b = if syn {
+        b.options(&[TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+    } else {
+        b
+    };
     let mut out = Vec::new();
     b.write(&mut out, payload).unwrap();
     out
@@ -54,30 +75,61 @@ fn bench(name: &str, w: &mut Worker, input: &[u8], port: Port, n: u64) {
     // Warm up and check the path does what it says.
     buf[..input.len()].copy_from_slice(input);
     let v = w.process(&mut buf, input.len(), port, NOW);
-    assert!(matches!(v, Verdict::Tx { .. }), "{name}: {v:?} {:?}", w.counters());
+    assert!(
+        matches!(v, Verdict::Tx { .. }),
+        "{name}: {v:?} {:?}",
+        w.counters()
+    );
     let t = Instant::now();
     for _ in 0..n {
         buf[..input.len()].copy_from_slice(input);
         black_box(w.process(black_box(&mut buf), input.len(), port, NOW));
     }
     let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    println!("{name:<44} {ns:>8.1} ns/frame  ({:.2} Mpps on one core)", 1e3 / ns);
+    println!(
+        "{name:<44} {ns:>8.1} ns/frame  ({:.2} Mpps on one core)",
+        1e3 / ns
+    );
 }
 
 fn main() {
-    let n: u64 = std::env::var("BENCH_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let n: u64 = std::env::var("BENCH_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
     let mut w = worker();
-    let fwd = frame([198, 18, 0, 100], [198, 18, 0, 2], 40000, 80, 1, Some(1), false, &[0; 6]);
+    let fwd = frame(
+        [198, 18, 0, 100],
+        [198, 18, 0, 2],
+        40000,
+        80,
+        1,
+        Some(1),
+        false,
+        &[0; 6],
+    );
     bench("forward client->DIP (64-byte TCP)", &mut w, &fwd, CLIENT, n);
     let rev = {
-        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], US[1]).ipv4([198, 18, 1, 2], [198, 18, 0, 100], 64).tcp(8080, 40000, 1, 64240).ack(1);
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], US[1])
+            .ipv4([198, 18, 1, 2], [198, 18, 0, 100], 64)
+            .tcp(8080, 40000, 1, 64240)
+            .ack(1);
         b = b.psh();
         let mut out = Vec::new();
         b.write(&mut out, &[0; 6]).unwrap();
         out
     };
     bench("reply real->client (64-byte TCP)", &mut w, &rev, SERVER, n);
-    let syn = frame([198, 18, 0, 100], [198, 18, 0, 1], 40001, 80, 1000, None, true, b"");
+    let syn = frame(
+        [198, 18, 0, 100],
+        [198, 18, 0, 1],
+        40001,
+        80,
+        1000,
+        None,
+        true,
+        b"",
+    );
     bench("SYN to VIP -> SYN-ACK with cookie", &mut w, &syn, CLIENT, n);
     // Learn the cookie for this tuple, then time the request -> redirect path.
     let mut buf = [0u8; 2048];

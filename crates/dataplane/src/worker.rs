@@ -225,6 +225,15 @@ impl Worker {
         &self.st.redirects_by_url
     }
 
+    /// Live entries and capacity of the split-head table and the backup-flow table
+    /// (walks both tables: for statistics, not for the hot path).
+    pub fn occupancy(&self, now_ms: u64) -> [(usize, usize); 2] {
+        [
+            (self.st.heads.len(now_ms), self.st.heads.capacity()),
+            (self.st.flows.len(now_ms), self.st.flows.capacity()),
+        ]
+    }
+
     /// Active connections per real (index as in `Snapshot::reals`), for least connections.
     pub fn set_conns(&mut self, conns: &[u32]) {
         let n = self.st.conns.len().min(conns.len());
@@ -331,8 +340,8 @@ impl State {
             return Verdict::Pass;
         }
         match ip.proto {
-            PROTO_TCP | PROTO_UDP => self.from_real(snap, buf, ip, now),
-            PROTO_ICMP => self.icmp_from_real(snap, buf, ip),
+            PROTO_TCP | PROTO_UDP => self.real_to_client(snap, buf, ip, now),
+            PROTO_ICMP => self.icmp_real_to_client(snap, buf, ip),
             _ => Verdict::Pass,
         }
     }
@@ -461,7 +470,7 @@ impl State {
 
     // ---- real -> client ------------------------------------------------------------------
 
-    fn from_real(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip, now: u64) -> Verdict {
+    fn real_to_client(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip, now: u64) -> Verdict {
         let l4 = ip.l4();
         let min = if ip.proto == PROTO_TCP { 20 } else { 8 };
         if ip.end < l4 + min {
@@ -943,7 +952,7 @@ impl State {
 
     /// An ICMP error from a real about a packet a client sent to its DIP (inner: client ->
     /// real:port): deliver it to the client as if from the DIP.
-    fn icmp_from_real(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn icmp_real_to_client(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip) -> Verdict {
         let l4 = ip.l4();
         if ip.end < l4 + 8 || !matches!(buf[l4], 3 | 11 | 12) || ip.frag {
             return Verdict::Pass;
