@@ -1,0 +1,11 @@
+//! detour's AF_XDP I/O and XDP steering: the only crate of the project with `unsafe`, each
+//! block explained by a `// SAFETY:` comment.
+//!
+//! - [`io`]: one worker's AF_XDP sockets on one queue of one or two interfaces, sharing one
+//!   UMEM (XDP_SHARED_UMEM), so a frame received on one interface is rewritten in place and
+//!   sent on the other without a copy.
+//! - [`steer`]: the XDP program that sends the director's traffic to those sockets and
+//!   everything else to the kernel, and its maps.
+
+pub mod io;
+pub mod steer;
