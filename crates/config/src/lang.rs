@@ -191,6 +191,8 @@ pub enum Command {
     Cores { cores: Vec<usize> },
     /// `metrics <loopback ip>:<port>`.
     Metrics { addr: SocketAddr },
+    /// `gateway <ip>`: the client-side next hop, whose MAC replies to clients are sent to.
+    Gateway { addr: Ipv4Addr },
 }
 
 /// Split a line into tokens, dropping a trailing comment.
@@ -488,6 +490,14 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
             }
             Command::Cores { cores }
         }
+        "gateway" => {
+            let t = c.next("the IPv4 address of the client-side next hop")?;
+            let a = sock_addr(&t)?;
+            if t.text.contains(':') {
+                return Err(LineError::new(t.col, "an IPv4 address without a port", quoted(t.text)));
+            }
+            Command::Gateway { addr: *a.ip() }
+        }
         "metrics" => {
             let t = c.next("a loopback address and port like `127.0.0.1:9100`")?;
             let addr: SocketAddr = t.text.parse().map_err(|_| {
@@ -509,7 +519,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
         _ => return Err(LineError::new(
             head.col,
             "a command (virtual, real, dip, url, bind, link, backup, in-service, out-of-service, \
-                 weight, predictor, health-check, cookie-secret, interface, cores, metrics)",
+                 weight, predictor, health-check, cookie-secret, interface, cores, gateway, metrics)",
             quoted(head.text),
         )),
     };

@@ -9,7 +9,7 @@ use crate::lang::{self, Command, HealthCheck, Kind, Ref, Role, State};
 use crate::predictor::Predictor;
 use crate::url::UrlTemplate;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Most errors reported for one file.
 pub const MAX_ERRORS: usize = 50;
@@ -93,6 +93,8 @@ pub struct Settings {
     pub interfaces: Vec<Interface>,
     pub cores: Vec<usize>,
     pub metrics: Option<SocketAddr>,
+    /// The client-side next hop (replies to clients go to its MAC).
+    pub gateway: Option<Ipv4Addr>,
     /// Health check for reals without one of their own; `None` until `health-check all` is given.
     pub default_health: Option<HealthCheck>,
 }
@@ -543,6 +545,7 @@ impl Model {
             }
             Command::Cores { cores } => self.settings.cores = cores.clone(),
             Command::Metrics { addr } => self.settings.metrics = Some(*addr),
+            Command::Gateway { addr } => self.settings.gateway = Some(*addr),
         }
         Ok(())
     }
@@ -646,6 +649,9 @@ impl Model {
         }
         if let Some(m) = st.metrics {
             let _ = writeln!(s, "metrics {m}");
+        }
+        if let Some(g) = st.gateway {
+            let _ = writeln!(s, "gateway {g}");
         }
         if let Some(h) = &st.default_health {
             let _ = writeln!(s, "health-check all {}", health_text(h));

@@ -362,6 +362,13 @@ fn refusals_point_at_the_exact_column() {
         "0.0.0.0:9100",
     );
     assert_err(
+        "gateway 198.18.0.1:80",
+        9,
+        "without a port",
+        "198.18.0.1:80",
+    );
+    assert_err("gateway router", 9, "IPv4 address", "`router`");
+    assert_err(
         "metrics 127.0.0.1",
         9,
         "a loopback address and port",

@@ -350,7 +350,7 @@ fn a_refused_command_leaves_the_model_as_it_was() {
 
 #[test]
 fn the_running_config_rebuilds_the_same_model() {
-    for text in [ACME, LOAD_SHARE, &format!("{BASE}bind 198.18.0.1 coyote 198.18.1.9\nweight coyote 7\npredictor 198.18.0.1 hash\nout-of-service url coyote sticky\nout-of-service virtual 198.18.0.1 oos\nhealth-check 198.18.1.9 tcp interval 5s timeout 1s rise 1 fall 1\nbackup 198.18.0.1 coyote\ncookie-secret {}\ninterface client c0 queues 2\ninterface server s0\ncores 0,1\nmetrics 127.0.0.1:9100\n", "ab".repeat(32))] {
+    for text in [ACME, LOAD_SHARE, &format!("{BASE}bind 198.18.0.1 coyote 198.18.1.9\nweight coyote 7\npredictor 198.18.0.1 hash\nout-of-service url coyote sticky\nout-of-service virtual 198.18.0.1 oos\nhealth-check 198.18.1.9 tcp interval 5s timeout 1s rise 1 fall 1\nbackup 198.18.0.1 coyote\ncookie-secret {}\ninterface client c0 queues 2\ninterface server s0\ncores 0,1\nmetrics 127.0.0.1:9100\ngateway 198.18.0.100\n", "ab".repeat(32))] {
         let m = model(text);
         let written = m.to_config();
         let again = model(&written);

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The lab of DESIGN.md section 4, in network namespaces joined by veth pairs:
+#
+#   dt-client (198.18.0.100) --c0/dc--> dt-dir [dc 198.18.0.254 | ds 198.18.1.1] --ds/sw0--> dt-sw (bridge)
+#                                                                              |-- dt-real1 198.18.1.11 :8080 (NAT DIP 198.18.0.2)
+#                                                                              |-- dt-real2 198.18.1.12 :8080 (NAT DIP 198.18.0.4)
+#                                                                              `-- dt-real3 198.18.1.13 + 198.18.0.3 :80 (same-address DIP)
+#
+# Each real runs python3's http.server on a directory holding index.html (naming the
+# real) and big.bin. The director's interfaces have 2 queues. Everything is torn down by
+# `down`, and by `up` itself if it fails half way.
+#
+# usage: scripts/lab.sh up|down|status   (env: LAB_BIG_MB, size of big.bin, default 100)
+set -euo pipefail
+
+NS=(dt-client dt-dir dt-sw dt-real1 dt-real2 dt-real3)
+LAB_DIR=${LAB_DIR:-/tmp/detour-lab}
+BIG_MB=${LAB_BIG_MB:-100}
+QUEUES=${LAB_QUEUES:-2}
+
+x() { ip netns exec "$@"; }
+
+down() {
+    for ns in "${NS[@]}"; do
+        if [ -f "$LAB_DIR/$ns.pid" ]; then
+            kill "$(cat "$LAB_DIR/$ns.pid")" 2>/dev/null || true
+            rm -f "$LAB_DIR/$ns.pid"
+        fi
+    done
+    for ns in "${NS[@]}"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
+up() {
+    down
+    trap 'echo "lab: setup failed, tearing down" >&2; down' ERR
+    mkdir -p "$LAB_DIR"
+    for ns in "${NS[@]}"; do
+        ip netns add "$ns"
+        x "$ns" ip link set lo up
+    done
+
+    # client <-> director (client side), multi-queue.
+    ip link add c0 netns dt-client numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
+        peer dc netns dt-dir numtxqueues "$QUEUES" numrxqueues "$QUEUES"
+    x dt-client ip addr add 198.18.0.100/24 dev c0
+    x dt-dir ip addr add 198.18.0.254/24 dev dc
+    # director (server side) <-> switch.
+    ip link add ds netns dt-dir numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
+        peer sw0 netns dt-sw numtxqueues "$QUEUES" numrxqueues "$QUEUES"
+    x dt-dir ip addr add 198.18.1.1/24 dev ds
+    x dt-sw ip link add br0 type bridge
+    x dt-sw ip link set sw0 master br0
+    local i=1
+    for r in dt-real1 dt-real2 dt-real3; do
+        ip link add eth0 netns "$r" type veth peer "sw$i" netns dt-sw
+        x dt-sw ip link set "sw$i" master br0
+        x dt-sw ip link set "sw$i" up
+        x "$r" ip addr add "198.18.1.1$i/24" dev eth0
+        x "$r" ip link set eth0 up
+        x "$r" ip route add default via 198.18.1.1
+        i=$((i + 1))
+    done
+    # The same-address real owns its DIP's address too.
+    x dt-real3 ip addr add 198.18.0.3/32 dev eth0
+    x dt-sw ip link set sw0 up
+    x dt-sw ip link set br0 up
+    x dt-client ip link set c0 up
+    x dt-dir ip link set dc up
+    x dt-dir ip link set ds up
+    # The client reaches the rest of the lab through the director's kernel address.
+    x dt-client ip route add 198.18.0.0/15 via 198.18.0.254 || true
+
+    # Kernel-side veths send partial checksums unless tx offload is off (DESIGN.md 3).
+    x dt-client ethtool -K c0 tx off >/dev/null
+    for r in dt-real1 dt-real2 dt-real3; do x "$r" ethtool -K eth0 tx off >/dev/null; done
+    x dt-sw ethtool -K sw0 tx off >/dev/null
+    # Driver-mode AF_XDP on veth needs the peer's MTU at most 3506; GRO on the peers lets
+    # frames sent by the director reach them.
+    x dt-client ethtool -K c0 gro on >/dev/null 2>&1 || true
+    x dt-sw ethtool -K sw0 gro on >/dev/null 2>&1 || true
+
+    # Real servers: a page naming each, and a large file.
+    head -c "$((BIG_MB * 1024 * 1024))" /dev/urandom >"$LAB_DIR/big.bin.tmp"
+    mv "$LAB_DIR/big.bin.tmp" "$LAB_DIR/big.bin"
+    i=1
+    for r in dt-real1 dt-real2 dt-real3; do
+        mkdir -p "$LAB_DIR/$r"
+        printf '<html><body><h1>real server %s</h1></body></html>\n' "$r" >"$LAB_DIR/$r/index.html"
+        ln -sf "$LAB_DIR/big.bin" "$LAB_DIR/$r/big.bin"
+        port=8080
+        [ "$r" = dt-real3 ] && port=80
+        x "$r" python3 -m http.server --bind 0.0.0.0 --directory "$LAB_DIR/$r" "$port" \
+            >"$LAB_DIR/$r.log" 2>&1 &
+        echo $! >"$LAB_DIR/$r.pid"
+        i=$((i + 1))
+    done
+    for r in dt-real1 dt-real2 dt-real3; do
+        port=8080
+        [ "$r" = dt-real3 ] && port=80
+        for _ in $(seq 1 50); do
+            x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" && break
+            sleep 0.1
+        done
+        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" \
+            || { echo "lab: $r http server did not come up" >&2; false; }
+    done
+    # Names of the lab, as the client resolves them.
+    trap - ERR
+    echo "lab: up (client 198.18.0.100, director dc=198.18.0.254 ds=198.18.1.1, reals 198.18.1.11-13)"
+}
+
+status() {
+    for ns in "${NS[@]}"; do
+        if ip netns list | grep -qw "$ns"; then echo "$ns: present"; else echo "$ns: absent"; fi
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down; echo "lab: down" ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
