@@ -31,6 +31,7 @@ down() {
         ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
         ip netns del "$ns" 2>/dev/null || true
     done
+    rm -rf /etc/netns/dt-client
 }
 
 up() {
@@ -107,7 +108,16 @@ up() {
         x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" \
             || { echo "lab: $r http server did not come up" >&2; false; }
     done
-    # Names of the lab, as the client resolves them.
+    # Names of the lab, as the client resolves them (`ip netns exec` bind-mounts
+    # /etc/netns/<ns>/hosts over /etc/hosts).
+    mkdir -p /etc/netns/dt-client
+    cat >/etc/netns/dt-client/hosts <<HOSTS
+127.0.0.1 localhost
+198.18.0.1 www.lab
+198.18.0.2 real1.lab
+198.18.0.4 real2.lab
+198.18.0.3 real3.lab
+HOSTS
     trap - ERR
     echo "lab: up (client 198.18.0.100, director dc=198.18.0.254 ds=198.18.1.1, reals 198.18.1.11-13)"
 }

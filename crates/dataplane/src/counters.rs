@@ -26,7 +26,8 @@ pub enum Reason {
     NoNeighbour,
     /// An ACK whose cookie did not check (forged, stale, or from before a restart); a RST is sent.
     BadCookie,
-    /// A pure ACK or a RST to the responder: nothing to answer.
+    /// A pure ACK or a RST to the responder: nothing to answer. The normal end of most
+    /// segments a client sends the responder, so not counted in [`Counters::drops`].
     NothingToAnswer,
     /// A segment of a split request head that did not follow the collected bytes.
     OutOfOrder,
@@ -100,6 +101,8 @@ pub struct Counters {
     pub unavailable: u64,
     pub uri_too_long: u64,
     pub rsts: u64,
+    /// TCP to an owned address on a port with no service, answered with RST.
+    pub refused: u64,
     pub fin_acks: u64,
     pub arp_replies: u64,
     pub echo_replies: u64,
@@ -110,7 +113,60 @@ pub struct Counters {
     drops: [u64; Reason::COUNT],
 }
 
+/// Applies `$m!(field)` to every plain counter field.
+macro_rules! each_field {
+    ($m:ident) => {
+        $m!(
+            rx,
+            tx,
+            pass,
+            ipv6,
+            to_real,
+            to_real_bytes,
+            to_client,
+            to_client_bytes,
+            to_backup,
+            icmp_translated,
+            syn_acks,
+            redirects,
+            bad_requests,
+            too_large,
+            unavailable,
+            uri_too_long,
+            rsts,
+            refused,
+            fin_acks,
+            arp_replies,
+            echo_replies,
+            heads_kept,
+            heads_evicted,
+            backup_flows_evicted
+        )
+    };
+}
+
 impl Counters {
+    /// Add another worker's counters to these (the control thread's merge).
+    pub fn add(&mut self, o: &Counters) {
+        macro_rules! add {
+            ($($f:ident),*) => { $( self.$f += o.$f; )* };
+        }
+        each_field!(add);
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Every counter with its name, for reports and the metrics endpoint.
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        let mut v = Vec::new();
+        macro_rules! list {
+            ($($f:ident),*) => { $( v.push((stringify!($f), self.$f)); )* };
+        }
+        each_field!(list);
+        v
+    }
+
     #[inline]
     pub fn drop(&mut self, r: Reason) {
         self.drops[r as usize] += 1;
@@ -118,8 +174,9 @@ impl Counters {
     pub fn dropped(&self, r: Reason) -> u64 {
         self.drops[r as usize]
     }
+    /// Frames dropped for a fault (everything but [`Reason::NothingToAnswer`]).
     pub fn drops(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.iter().sum::<u64>() - self.drops[Reason::NothingToAnswer as usize]
     }
     /// Drops by reason, with names, for reports.
     pub fn drops_by_reason(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {

@@ -397,7 +397,22 @@ impl State {
             );
         }
         let Some(r) = snap.dip_at(ip.dst, t.dport) else {
-            return Verdict::Drop(Reason::NoService);
+            // An owned address on a port with no service: refuse as a host would (RFC 9293
+            // 3.10.7.1), so the client is told at once instead of timing out.
+            if t.rst {
+                return Verdict::Drop(Reason::NoService);
+            }
+            self.c.refused += 1;
+            let plen = (ip.end - t.data) as u32;
+            return if t.ackf {
+                self.reply(buf, &ip, &t, port, t.ack, None, Flags::RST, None, 0)
+            } else {
+                let ack = t
+                    .seq
+                    .wrapping_add(plen)
+                    .wrapping_add(u32::from(t.syn) + u32::from(t.fin));
+                self.reply(buf, &ip, &t, port, 0, Some(ack), Flags::RST, None, 0)
+            };
         };
         match snap.reals[r as usize].action {
             Action::Forward(to) => self.forward(snap, buf, ip, t.sport, t.dport, r, to, now),

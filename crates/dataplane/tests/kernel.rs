@@ -78,6 +78,17 @@ for seq in range(1, n + 1):
 sys.exit(0 if ok == n else 1)
 "#;
 
+/// Connects to argv[1]:argv[2] and prints how it went: `connected`, or the exception's name
+/// (`ConnectionRefusedError` when a RST answered the SYN, `TimeoutError`, `OSError` ...).
+const CONNECT: &str = r#"
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+    print("connected")
+except Exception as e:
+    print(type(e).__name__, e)
+"#;
+
 const SECS: Duration = Duration::from_secs(20);
 
 /// `curl -w '%{http_code} %{redirect_url}'` of `url` from the client.
@@ -179,6 +190,7 @@ fn curl_gets_the_redirect_with_the_expected_location() {
             && header(&resp, "location").is_some_and(|l| l.ends_with(".lab/a/b.html?x=1")),
         || format!("curl -sv {url}: expected 302, Location, Connection: close; got {o:?}"),
     );
+    lab.assert_clean();
 }
 
 #[test]
@@ -186,13 +198,36 @@ fn large_download_through_a_nat_dip_is_byte_identical() {
     let lab = Lab::new(BASE_CONFIG, true);
     let served = std::fs::read(lab.dir.join("nat/big.bin")).unwrap();
     let want = sha256_hex(&served);
+    // Straight to each DIP: NAT mode (198.18.0.2:80 -> 198.18.1.2:8080), then same-address
+    // mode (198.18.0.3:80 -> the real that owns 198.18.0.3).
+    for dip in [DIP_NAT, DIP_SAME] {
+        let file = lab.path("big-direct.bin");
+        let url = format!("http://{dip}/big.bin");
+        let o = lab.curl(
+            60,
+            &[
+                "-sS",
+                "-o",
+                file.to_str().unwrap(),
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+        );
+        let got_sha = sha256_hex(&std::fs::read(&file).unwrap_or_default());
+        lab.check(o.ok() && o.stdout == "200" && got_sha == want, || {
+            format!("GET {url}: expected 200 and sha256 {want}, got sha256 {got_sha}, {o:?}")
+        });
+        let _ = std::fs::remove_file(&file);
+    }
+
     // Round robin: the first redirect goes to nat.lab (NAT DIP 198.18.0.2 -> 198.18.1.2:8080),
     // the second to same.lab (same-address DIP 198.18.0.3 -> 198.18.0.3:80).
     for host in ["nat.lab", "same.lab"] {
         let file = lab.path("big.bin");
         let f = file.to_str().unwrap();
         let o = lab.curl(
-            120,
+            60,
             &[
                 "-sS",
                 "-L",
@@ -223,28 +258,7 @@ fn large_download_through_a_nat_dip_is_byte_identical() {
         });
         let _ = std::fs::remove_file(&file);
     }
-
-    // And straight to each DIP, without the redirect.
-    for dip in [DIP_NAT, DIP_SAME] {
-        let file = lab.path("big-direct.bin");
-        let url = format!("http://{dip}/big.bin");
-        let o = lab.curl(
-            120,
-            &[
-                "-sS",
-                "-o",
-                file.to_str().unwrap(),
-                "-w",
-                "%{http_code}",
-                &url,
-            ],
-        );
-        let got_sha = sha256_hex(&std::fs::read(&file).unwrap_or_default());
-        lab.check(o.ok() && o.stdout == "200" && got_sha == want, || {
-            format!("GET {url}: expected 200 and sha256 {want}, got sha256 {got_sha}, {o:?}")
-        });
-        let _ = std::fs::remove_file(&file);
-    }
+    lab.assert_clean();
 }
 
 #[test]
@@ -288,13 +302,19 @@ fn out_of_service_real_follows_its_backup() {
         format!("{dip_url} with a URL backup: expected `302 http://sorry.lab/x`, got {o:?}")
     });
 
-    // No backup: refused (the director answers the SYN with a RST).
+    // No backup: refused (the director answers the SYN with a RST, which curl reports as
+    // exit 7 and a socket as ECONNREFUSED, not as a timeout or an unreachable host).
     lab.install(&format!("{BASE_CONFIG}out-of-service real 198.18.0.2\n"));
     let o = code_and_location(&lab, dip_url);
-    lab.check(
-        o.code == Some(7) && o.stderr.to_ascii_lowercase().contains("refused"),
-        || format!("{dip_url} with no backup: expected connection refused (exit 7), got {o:?}"),
-    );
+    lab.check(o.code == Some(7), || {
+        format!("{dip_url} with no backup: expected curl exit 7 (cannot connect), got {o:?}")
+    });
+    let o = lab.client(&["python3", "-c", CONNECT, DIP_NAT, "80"], SECS);
+    lab.check(o.stdout.starts_with("ConnectionRefusedError"), || {
+        format!(
+            "connect to {DIP_NAT}:80 with no backup: expected ConnectionRefusedError, got {o:?}"
+        )
+    });
 
     // Back in service: forwarded again.
     lab.install(BASE_CONFIG);
@@ -303,6 +323,7 @@ fn out_of_service_real_follows_its_backup() {
         o.ok() && o.stdout.contains("real nat 198.18.1.2:8080"),
         || format!("GET the NAT DIP back in service: expected the real's page, got {o:?}"),
     );
+    lab.assert_clean();
 }
 
 #[test]
@@ -329,6 +350,15 @@ fn ping_and_arp_for_owned_addresses() {
     lab.check(!o.stdout.contains("lladdr"), || {
         format!("neighbour entry of {stranger} (not owned): expected none resolved, got {o:?}")
     });
+    // A port of an owned address with no service is refused at once (RST), not left to time out.
+    let o = lab.client(
+        &["curl", "-sS", "--max-time", "5", "http://198.18.0.1:81/"],
+        SECS,
+    );
+    lab.check(o.code == Some(7) && !o.timed_out, || {
+        format!("curl to a port with no service: expected exit 7 (refused) at once, got {o:?}")
+    });
+    lab.assert_clean();
 }
 
 #[test]
@@ -379,4 +409,5 @@ fn concurrent_clients_all_get_redirects() {
         per_host.values().all(|&c| (15..=35).contains(&c)) && per_host.len() == 2,
         || format!("round robin over {N} concurrent requests: {per_host:?}"),
     );
+    lab.assert_clean();
 }

@@ -59,7 +59,7 @@ predictor 198.18.0.1 roundrobin
 pub const BIG_LEN: usize = 20 << 20;
 
 /// The director thread stops on its own after this long, whatever happens.
-const DIRECTOR_LIMIT: Duration = Duration::from_secs(240);
+const DIRECTOR_LIMIT: Duration = Duration::from_secs(300);
 /// Frames kept for the trace printed on failure.
 const TRACE_LEN: usize = 160;
 
@@ -84,7 +84,8 @@ impl Out {
 enum Msg {
     Frame(Port, Vec<u8>),
     Install(Arc<Snapshot>),
-    Report(mpsc::Sender<String>),
+    /// The report text, and how many frames the harness found wrong.
+    Report(mpsc::Sender<(String, u64)>),
     Stop,
 }
 
@@ -135,6 +136,52 @@ fn must(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Kills every process in namespace `ns` (one of the labs': only the lab starts processes
+/// there). `kill` is the shell's builtin: procps may be missing on a fresh machine.
+fn kill_all_in(ns: &str) {
+    let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&o.stdout);
+    let pids: Vec<&str> = text
+        .split_whitespace()
+        .filter(|p| p.bytes().all(|c| c.is_ascii_digit()))
+        .collect();
+    if !pids.is_empty() {
+        let mut args = vec!["sh", "-c", "kill -KILL \"$@\"", "sh"];
+        args.extend(pids);
+        quiet(&args);
+    }
+}
+
+/// Removes what labs of a test process that died without unwinding (SIGKILL) left behind:
+/// namespaces named `dpt<pid>-<n>c|s` whose process is gone, and the servers in them.
+fn sweep_stale() {
+    let Ok(o) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some((pid, rest)) = name.strip_prefix("dpt").and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let ours = !pid.is_empty()
+            && pid.bytes().all(|c| c.is_ascii_digit())
+            && rest.len() == 3
+            && rest[..2].bytes().all(|c| c.is_ascii_digit())
+            && (rest.ends_with('c') || rest.ends_with('s'));
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            kill_all_in(name);
+            quiet(&["ip", "netns", "del", name]);
+            let _ = fs::remove_dir_all(
+                std::env::temp_dir().join(format!("detour-kernel-{}", &name[..name.len() - 1])),
+            );
+        }
+    }
+}
+
 /// Runs a command, ignoring failure (teardown).
 fn quiet(args: &[&str]) -> bool {
     Command::new(args[0])
@@ -174,7 +221,10 @@ impl Lab {
     pub fn new(config: &str, big: bool) -> Lab {
         require_root();
         let n = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("dpt{:05}{:02}", std::process::id() % 100_000, n % 100);
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale);
+        // dpt<pid>-<n>: at most 14 characters (pids < 2^22), unique per process and lab.
+        let tag = format!("dpt{}-{:02}", std::process::id(), n % 100);
         let dir = std::env::temp_dir().join(format!("detour-kernel-{tag}"));
         let mut lab = Lab {
             n,
@@ -395,6 +445,12 @@ impl Lab {
 
     /// The worker's counters, the harness's own tallies and the last frames, for diagnosis.
     pub fn report(&self) -> String {
+        self.report_and_problems().0
+    }
+
+    /// The report, and the number of frames the director sent that the harness found wrong
+    /// (a bad IPv4/TCP/ICMP checksum, a port that does not exist, a failed tap write).
+    fn report_and_problems(&self) -> (String, u64) {
         let (rtx, rrx) = mpsc::channel();
         let sent = self
             .tx
@@ -402,10 +458,23 @@ impl Lab {
             .map(|t| t.send(Msg::Report(rtx)).is_ok())
             .unwrap_or(false);
         if !sent {
-            return "(director not running)".into();
+            return ("(director not running)".into(), 0);
         }
         rrx.recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|_| "(director did not answer within 5 s)".into())
+            .unwrap_or_else(|_| ("(director did not answer within 5 s)".into(), 0))
+    }
+
+    /// Fails unless every frame the director sent so far was well formed. A bad checksum
+    /// would be dropped by the receiving stack and hidden by TCP retransmission, so the
+    /// tests check it explicitly.
+    pub fn assert_clean(&self) {
+        let (report, problems) = self.report_and_problems();
+        if problems > 0 {
+            panic!(
+                "the director sent {problems} malformed frame(s) (see `harness:` below)\n\
+                 ==== director report ====\n{report}"
+            );
+        }
     }
 
     /// Panics with `msg`, the director's report and the servers' logs.
@@ -441,11 +510,12 @@ impl Lab {
         self.run_in(&self.cns, args, limit)
     }
 
-    /// `curl` in the client namespace with `--max-time secs` (and a hard limit a bit above).
+    /// `curl` in the client namespace with `--max-time secs`, `--connect-timeout` at most 10 s,
+    /// and a hard limit a bit above.
     pub fn curl(&self, secs: u32, args: &[&str]) -> Out {
-        let mut a = vec!["curl", "--max-time"];
         let s = secs.to_string();
-        a.push(&s);
+        let c = secs.min(10).to_string();
+        let mut a = vec!["curl", "--max-time", &s, "--connect-timeout", &c];
         a.extend_from_slice(args);
         self.client(&a, Duration::from_secs(u64::from(secs) + 10))
     }
@@ -462,26 +532,31 @@ impl Lab {
             .stderr(fs::File::create(&err).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {args:?} in {ns}: {e}"));
-        Spawned { child, out, err }
+        Spawned {
+            child,
+            out,
+            err,
+            done: None,
+            timed_out: false,
+        }
     }
 
     /// Waits for all `procs`, killing those still running after `limit`.
-    pub fn wait_bounded(&self, procs: Vec<Spawned>, limit: Duration) -> Vec<Out> {
+    pub fn wait_bounded(&self, mut procs: Vec<Spawned>, limit: Duration) -> Vec<Out> {
         let deadline = Instant::now() + limit;
-        let mut procs: Vec<(Spawned, Option<(Option<i32>, bool)>)> =
-            procs.into_iter().map(|p| (p, None)).collect();
         loop {
             let mut pending = 0;
-            for (p, done) in procs.iter_mut().filter(|(_, d)| d.is_none()) {
+            for p in procs.iter_mut().filter(|p| p.done.is_none()) {
                 match p.child.try_wait() {
-                    Ok(Some(st)) => *done = Some((st.code(), false)),
+                    Ok(Some(st)) => p.done = Some(st.code()),
                     Ok(None) if Instant::now() >= deadline => {
                         let _ = p.child.kill();
-                        let st = p.child.wait().ok();
-                        *done = Some((st.and_then(|s| s.code()), true));
+                        let _ = p.child.wait();
+                        p.timed_out = true;
+                        p.done = Some(None);
                     }
                     Ok(None) => pending += 1,
-                    Err(_) => *done = Some((None, false)),
+                    Err(_) => p.done = Some(None),
                 }
             }
             if pending == 0 {
@@ -491,13 +566,12 @@ impl Lab {
         }
         procs
             .into_iter()
-            .map(|(p, done)| {
-                let (code, timed_out) = done.unwrap();
+            .map(|p| {
                 let out = Out {
-                    code,
+                    code: p.done.flatten(),
                     stdout: fs::read_to_string(&p.out).unwrap_or_default(),
                     stderr: fs::read_to_string(&p.err).unwrap_or_default(),
-                    timed_out,
+                    timed_out: p.timed_out,
                 };
                 let _ = fs::remove_file(&p.out);
                 let _ = fs::remove_file(&p.err);
@@ -512,6 +586,9 @@ pub struct Spawned {
     child: Child,
     out: PathBuf,
     err: PathBuf,
+    /// Set once it has ended: its exit code, if it exited.
+    done: Option<Option<i32>>,
+    timed_out: bool,
 }
 
 impl Drop for Lab {
@@ -526,13 +603,7 @@ impl Drop for Lab {
         }
         // Anything else still running in our namespaces was started by this lab (curl, python).
         for ns in &self.namespaces {
-            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if pid.chars().all(|c| c.is_ascii_digit()) {
-                        quiet(&["kill", "-KILL", pid]);
-                    }
-                }
-            }
+            kill_all_in(ns);
         }
         // Deleting the taps wakes the reader threads blocked on them.
         quiet(&["ip", "-n", &self.cns, "link", "del", &self.ctap]);
@@ -594,6 +665,7 @@ fn director(
     let cfg = WorkerConfig {
         macs: DIRECTOR_MACS,
         cookie_secret: [7u8; 32],
+        kernel_addrs: Vec::new(), // this harness has no kernel of its own
     };
     let mut w = Worker::new(cfg, snap);
     let mut buf = [0u8; 2048];
@@ -675,7 +747,10 @@ fn director(
             }
             Msg::Report(reply) => {
                 let mut s = String::new();
-                let _ = writeln!(s, "worker counters: {:?}", w.counters());
+                let c = w.counters();
+                let _ = writeln!(s, "worker counters: {c:?}");
+                let drops: Vec<_> = c.drops_by_reason().filter(|(_, n)| *n > 0).collect();
+                let _ = writeln!(s, "worker drops by reason: {drops:?}");
                 let _ = writeln!(
                     s,
                     "harness: {tally:?} (rx/tx index 0 = client port, 1 = server port)"
@@ -687,7 +762,8 @@ fn director(
                 for l in &trace {
                     let _ = writeln!(s, "  {l}");
                 }
-                let _ = reply.send(s);
+                let problems = tally.bad_checksums + tally.send_errors + tally.bad_port;
+                let _ = reply.send((s, problems));
             }
             Msg::Stop => break,
         }
@@ -831,11 +907,7 @@ pub fn checksum_problem(f: &[u8]) -> Option<String> {
                 return Some("bad TCP checksum".into());
             }
         }
-        1 => {
-            if csum_fold(csum_add(0, l4)) != 0 {
-                return Some("bad ICMP checksum".into());
-            }
-        }
+        1 if csum_fold(csum_add(0, l4)) != 0 => return Some("bad ICMP checksum".into()),
         _ => {}
     }
     None
