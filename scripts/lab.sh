@@ -64,13 +64,16 @@ up() {
         x "$r" ip route add default via 198.18.1.1
         i=$((i + 1))
     done
-    # The same-address real owns its DIP's address too.
+    # The same-address real owns its DIP's address too; the director's kernel reaches it on
+    # the server side (for its MAC and health checks), not on the client side where the
+    # DIP is answered.
     x dt-real3 ip addr add 198.18.0.3/32 dev eth0
     x dt-sw ip link set sw0 up
     x dt-sw ip link set br0 up
     x dt-client ip link set c0 up
     x dt-dir ip link set dc up
     x dt-dir ip link set ds up
+    x dt-dir ip route add 198.18.0.3/32 dev ds
     # The client reaches the rest of the lab through the director's kernel address.
     x dt-client ip route add 198.18.0.0/15 via 198.18.0.254 || true
 

@@ -8,6 +8,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build --release -p detour (the binary the end-to-end tests run)"
+cargo build --release --quiet -p detour
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -36,6 +36,7 @@
 //! out-of-range value.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most members a rotation holds. [`Rotation::new`] keeps only the first `MAX_MEMBERS`
 /// (callers are expected to reject larger rotations before they get here). Member indices
@@ -146,8 +147,15 @@ const TABLE_SIZES: [(usize, usize); 3] = [(16, 4093), (64, 16381), (MAX_MEMBERS,
 /// Marks a free entry while the Maglev table fills (member indices are below [`MAX_MEMBERS`]).
 const EMPTY: u16 = u16::MAX;
 
+/// Longest precomputed weighted cycle (entries); heavier rotations keep per-worker state.
+const MAX_CYCLE: u64 = 1 << 20;
+
 /// A virtual's rotation, built off the hot path (allocation allowed in `new`).
-#[derive(Clone)]
+///
+/// Round robin and weighted keep their position in one atomic cursor inside the rotation,
+/// which every worker reading the same snapshot shares: the director as a whole walks one
+/// sequence, whichever worker a request lands on (one relaxed `fetch_add` per redirect, no
+/// lock). A new snapshot starts the cycle again.
 pub struct Rotation {
     kind: Predictor,
     members: Vec<Candidate>,
@@ -158,6 +166,25 @@ pub struct Rotation {
     /// Maglev lookup table (member indices); empty unless `kind` is `Hash` and some member is
     /// pickable.
     table: Vec<u16>,
+    /// Weighted: one whole smooth-weighted cycle (member indices), `total_weight` long; empty
+    /// when longer than [`MAX_CYCLE`] (then each worker keeps its own credits).
+    cycle: Vec<u16>,
+    /// Shared position of round robin and weighted.
+    cursor: AtomicU64,
+}
+
+impl Clone for Rotation {
+    fn clone(&self) -> Self {
+        Rotation {
+            kind: self.kind,
+            members: self.members.clone(),
+            pickable: self.pickable.clone(),
+            total_weight: self.total_weight,
+            table: self.table.clone(),
+            cycle: self.cycle.clone(),
+            cursor: AtomicU64::new(self.cursor.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl fmt::Debug for Rotation {
@@ -196,13 +223,23 @@ impl Rotation {
             Predictor::Hash => maglev_table(&members, &pickable),
             _ => Vec::new(),
         };
-        Rotation {
+        let mut r = Rotation {
             kind,
             members,
             pickable,
             total_weight,
             table,
+            cycle: Vec::new(),
+            cursor: AtomicU64::new(0),
+        };
+        if kind == Predictor::Weighted && r.total_weight > 0 && r.total_weight <= MAX_CYCLE {
+            // One whole cycle of the smooth weighted sequence, computed once.
+            let mut st = PickState::new(&r);
+            r.cycle = (0..r.total_weight)
+                .map(|_| r.pick_weighted(&mut st) as u16)
+                .collect();
         }
+        r
     }
 
     /// The predictor this rotation uses.
@@ -259,7 +296,18 @@ impl Rotation {
             return None;
         }
         match self.kind {
-            Predictor::RoundRobin => Some(self.pick_round_robin(state)),
+            Predictor::RoundRobin => {
+                let k = self.cursor.fetch_add(1, Ordering::Relaxed);
+                Some(usize::from(
+                    self.pickable[(k % self.pickable.len() as u64) as usize],
+                ))
+            }
+            Predictor::Weighted if !self.cycle.is_empty() => {
+                let k = self.cursor.fetch_add(1, Ordering::Relaxed);
+                Some(usize::from(
+                    self.cycle[(k % self.cycle.len() as u64) as usize],
+                ))
+            }
             Predictor::Weighted => Some(self.pick_weighted(state)),
             Predictor::LeastConns => Some(self.pick_least_conns(state, conns)),
             Predictor::Hash => self.pick_hash(client),
@@ -900,13 +948,58 @@ mod tests {
                 assert!(i < 7);
             }
         }
-        // A round-robin state (no weighted credits) on a weighted rotation: round robin.
+        // A round-robin state (no weighted credits) on a weighted rotation: the rotation's
+        // own shared cycle goes on.
         let rr = Rotation::new(Predictor::RoundRobin, weighted(&[1, 1, 1]));
         let mut state = PickState::new(&rr);
         let seq: Vec<_> = (0..3)
             .map(|_| large[1].pick(&mut state, 0, |_| 0).unwrap())
             .collect();
-        assert_eq!(seq, [0, 1, 2]);
+        assert!(seq.iter().all(|&i| i < 7), "{seq:?}");
+    }
+
+    #[test]
+    fn workers_sharing_a_rotation_walk_one_sequence() {
+        // Two workers (two states) take turns, as requests land on either: together they
+        // still produce the exact round-robin and smooth-weighted sequences.
+        let rr = Rotation::new(Predictor::RoundRobin, weighted(&[1, 1, 1]));
+        let (mut a, mut b) = (PickState::new(&rr), PickState::new(&rr));
+        let seq: Vec<_> = (0..6)
+            .map(|k| {
+                rr.pick(if k % 3 == 0 { &mut a } else { &mut b }, 0, |_| 0)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
+        let w = Rotation::new(Predictor::Weighted, weighted(&[5, 1, 1]));
+        let (mut a, mut b) = (PickState::new(&w), PickState::new(&w));
+        let seq: Vec<_> = (0..14)
+            .map(|k| {
+                w.pick(if k % 2 == 0 { &mut a } else { &mut b }, 0, |_| 0)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seq, [0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0]);
+        // Across threads too: 3 threads x 700 picks of weights 3,2,2 give exact shares.
+        let w = std::sync::Arc::new(Rotation::new(Predictor::Weighted, weighted(&[3, 2, 2])));
+        let counts: Vec<[usize; 3]> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let w = w.clone();
+                    s.spawn(move || {
+                        let mut st = PickState::new(&w);
+                        let mut c = [0usize; 3];
+                        for _ in 0..700 {
+                            c[w.pick(&mut st, 0, |_| 0).unwrap()] += 1;
+                        }
+                        c
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let total: Vec<usize> = (0..3).map(|i| counts.iter().map(|c| c[i]).sum()).collect();
+        assert_eq!(total, [900, 600, 600]);
     }
 
     fn arb_members() -> impl Strategy<Value = Vec<Candidate>> {

@@ -40,6 +40,7 @@ pub struct Snapshot {
     dips: AddrTable,
     real_addrs: AddrTable,
     owned: Vec<u32>,
+    real_ips: Vec<u32>,
     pub cookie_secret: Option<[u8; 32]>,
     pub settings: Settings,
     /// MAC of the client-side next hop; filled by the runtime (zero until known).
@@ -311,6 +312,9 @@ impl Snapshot {
         let mut owned: Vec<u32> = m.virtuals.iter().map(|v| u32::from(*v.addr.ip())).collect();
         owned.sort_unstable();
         owned.dedup();
+        let mut real_ips: Vec<u32> = reals.iter().map(|r| u32::from(*r.addr.ip())).collect();
+        real_ips.sort_unstable();
+        real_ips.dedup();
 
         Snapshot {
             epoch,
@@ -321,6 +325,7 @@ impl Snapshot {
             dips,
             real_addrs,
             owned,
+            real_ips,
             cookie_secret: m.settings.cookie_secret,
             settings: m.settings.clone(),
             gateway_mac: [0; 6],
@@ -349,6 +354,12 @@ impl Snapshot {
     #[inline]
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
         self.owned.binary_search(&u32::from(ip)).is_ok()
+    }
+
+    /// True for the address of some real (any port).
+    #[inline]
+    pub fn is_real_ip(&self, ip: Ipv4Addr) -> bool {
+        self.real_ips.binary_search(&u32::from(ip)).is_ok()
     }
 
     /// The addresses the director owns, ascending.

@@ -81,7 +81,10 @@ struct Ip {
     src: Ipv4Addr,
     dst: Ipv4Addr,
     ttl: u8,
+    /// A fragment (first or later).
     frag: bool,
+    /// A fragment other than the first: no L4 header.
+    later_frag: bool,
 }
 
 impl Ip {
@@ -109,6 +112,9 @@ struct Tcp {
 #[derive(Clone)]
 struct Head {
     isn: u32,
+    /// The ACK number of the connection's segments (our cookie + 1): a segment of another
+    /// connection on the same 4-tuple carries another one.
+    ack: u32,
     mss: u16,
     next_seq: u32,
     len: usize,
@@ -119,6 +125,7 @@ impl Default for Head {
     fn default() -> Self {
         Head {
             isn: 0,
+            ack: 0,
             mss: 536,
             next_seq: 0,
             len: 0,
@@ -318,6 +325,7 @@ impl State {
                     dst: h.destination_addr(),
                     ttl: h.ttl(),
                     frag: h.more_fragments() || h.fragments_offset().value() != 0,
+                    later_frag: h.fragments_offset().value() != 0,
                 }
             }
             Err(_) => return Verdict::Drop(Reason::BadIpv4),
@@ -341,7 +349,7 @@ impl State {
         }
         match ip.proto {
             PROTO_TCP | PROTO_UDP => self.real_to_client(snap, buf, ip, now),
-            PROTO_ICMP => self.icmp_real_to_client(snap, buf, ip),
+            PROTO_ICMP => self.icmp_real_to_client(snap, buf, ip, now),
             _ => Verdict::Pass,
         }
     }
@@ -486,6 +494,15 @@ impl State {
     // ---- real -> client ------------------------------------------------------------------
 
     fn real_to_client(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip, now: u64) -> Verdict {
+        if ip.later_frag {
+            // No ports to map by: a real's later fragments cannot be translated (and are
+            // never read as if they had a header); anyone else's are the kernel's.
+            return if snap.is_real_ip(ip.src) {
+                Verdict::Drop(Reason::Fragment)
+            } else {
+                Verdict::Pass
+            };
+        }
         let l4 = ip.l4();
         let min = if ip.proto == PROTO_TCP { 20 } else { 8 };
         if ip.end < l4 + min {
@@ -552,6 +569,16 @@ impl State {
         now: u64,
     ) -> Verdict {
         let plen = ip.end - t.data;
+        let key = Key {
+            a_ip: u32::from(ip.src),
+            a_port: t.sport,
+            b_ip: u32::from(ip.dst),
+            b_port: t.dport,
+        };
+        if t.rst || t.syn {
+            // The end of a connection, or a new one on this 4-tuple: forget any head kept.
+            self.heads.remove(&key);
+        }
         if t.rst {
             return Verdict::Drop(Reason::NothingToAnswer);
         }
@@ -589,12 +616,6 @@ impl State {
         if !t.ackf {
             return Verdict::Drop(Reason::NothingToAnswer);
         }
-        let key = Key {
-            a_ip: u32::from(ip.src),
-            a_port: t.sport,
-            b_ip: u32::from(ip.dst),
-            b_port: t.dport,
-        };
         if plen == 0 {
             if t.fin {
                 self.heads.remove(&key);
@@ -618,8 +639,8 @@ impl State {
             .wrapping_add(plen as u32)
             .wrapping_add(u32::from(t.fin));
 
-        // A head being collected: append this segment.
-        if let Some(h) = self.heads.get_mut(&key, now) {
+        // A head being collected: append this segment (if it is of the same connection).
+        if let Some(h) = self.heads.get_mut(&key, now).filter(|h| h.ack == t.ack) {
             if t.seq != h.next_seq {
                 // Entirely before what we have: a retransmission; repeat the ACK.
                 let behind = h.next_seq.wrapping_sub(t.seq);
@@ -674,6 +695,7 @@ impl State {
         }
         let (h, how) = self.heads.insert(key, now);
         h.isn = t.seq.wrapping_sub(1);
+        h.ack = t.ack;
         h.mss = mss;
         h.next_seq = t.seq.wrapping_add(plen as u32);
         h.len = plen;
@@ -739,7 +761,11 @@ impl State {
                             head_only: req.method == Some("HEAD"),
                         };
                         // One segment: the response must fit the client's MSS.
-                        let limit = out.len().min(usize::from(mss.max(536)));
+                        // ... and the frame buffer (Ethernet, IPv4 and TCP headers first).
+                        let limit = out
+                            .len()
+                            .min(usize::from(mss.max(536)))
+                            .min(buf.len().saturating_sub(ETH + 40));
                         match render_redirect(&url.template, url.code, &r, &mut out[..limit]) {
                             Ok(len) => {
                                 self.c.redirects += 1;
@@ -947,7 +973,12 @@ impl State {
         let Some(r) = snap.dip_at(isrc, isport) else {
             return Verdict::Drop(Reason::NoService);
         };
-        let real = &snap.reals[r as usize];
+        // The quoted packet was sent by whichever real the DIP's traffic goes to now: the
+        // real itself, or its backup (the same stateless choice as `forward`).
+        let Action::Forward(to) = snap.reals[r as usize].action else {
+            return Verdict::Drop(Reason::NoService);
+        };
+        let real = &snap.reals[to as usize];
         if real.mac == [0; 6] {
             return Verdict::Drop(Reason::NoNeighbour);
         }
@@ -967,7 +998,13 @@ impl State {
 
     /// An ICMP error from a real about a packet a client sent to its DIP (inner: client ->
     /// real:port): deliver it to the client as if from the DIP.
-    fn icmp_real_to_client(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn icmp_real_to_client(
+        &mut self,
+        snap: &Snapshot,
+        buf: &mut [u8],
+        ip: Ip,
+        now: u64,
+    ) -> Verdict {
         let l4 = ip.l4();
         if ip.end < l4 + 8 || !matches!(buf[l4], 3 | 11 | 12) || ip.frag {
             return Verdict::Pass;
@@ -977,11 +1014,25 @@ impl State {
         };
         let idst = Ipv4Addr::from(be32(buf, inner.at + 16));
         let idport = be16(buf, inner.l4 + 2);
-        let Some(r) = snap.real_at(idst, idport) else {
-            return Verdict::Pass;
+        let isrc = Ipv4Addr::from(be32(buf, inner.at + 12));
+        let isport = be16(buf, inner.l4);
+        // A flow moved to a backup real is answered as its original DIP.
+        let quoted = Ip {
+            src: idst,
+            dst: isrc,
+            ..ip
         };
-        let Some(dip) = snap.reals[r as usize].dip else {
-            return Verdict::Pass;
+        let dip = match self.backup_flow(quoted, idport, isport, now) {
+            Some(f) => std::net::SocketAddrV4::new(Ipv4Addr::from(f.dip), f.dip_port),
+            None => {
+                let Some(r) = snap.real_at(idst, idport) else {
+                    return Verdict::Pass;
+                };
+                let Some(dip) = snap.reals[r as usize].dip else {
+                    return Verdict::Pass;
+                };
+                dip
+            }
         };
         if snap.gateway_mac == [0; 6] {
             return Verdict::Drop(Reason::NoNeighbour);

@@ -113,32 +113,7 @@ fn fixed(v: Vec<u8>) -> Build {
     Box::new(move |_| v.clone())
 }
 
-const COUNTER_NAMES: &[&str] = &[
-    "rx",
-    "tx",
-    "pass",
-    "ipv6",
-    "to_real",
-    "to_real_bytes",
-    "to_client",
-    "to_client_bytes",
-    "to_backup",
-    "icmp_translated",
-    "syn_acks",
-    "redirects",
-    "bad_requests",
-    "too_large",
-    "unavailable",
-    "uri_too_long",
-    "rsts",
-    "fin_acks",
-    "arp_replies",
-    "echo_replies",
-    "heads_kept",
-    "heads_evicted",
-    "backup_flows_evicted",
-];
-
+/// A counter by name: `drop:<reason>` for a drop reason, else a field of [`Counters`].
 fn counter(c: &Counters, name: &str) -> u64 {
     if let Some(r) = name.strip_prefix("drop:") {
         let r = Reason::ALL
@@ -147,40 +122,21 @@ fn counter(c: &Counters, name: &str) -> u64 {
             .unwrap_or_else(|| panic!("no reason {r}"));
         return c.dropped(*r);
     }
-    match name {
-        "rx" => c.rx,
-        "tx" => c.tx,
-        "pass" => c.pass,
-        "ipv6" => c.ipv6,
-        "to_real" => c.to_real,
-        "to_real_bytes" => c.to_real_bytes,
-        "to_client" => c.to_client,
-        "to_client_bytes" => c.to_client_bytes,
-        "to_backup" => c.to_backup,
-        "icmp_translated" => c.icmp_translated,
-        "syn_acks" => c.syn_acks,
-        "redirects" => c.redirects,
-        "bad_requests" => c.bad_requests,
-        "too_large" => c.too_large,
-        "unavailable" => c.unavailable,
-        "uri_too_long" => c.uri_too_long,
-        "rsts" => c.rsts,
-        "fin_acks" => c.fin_acks,
-        "arp_replies" => c.arp_replies,
-        "echo_replies" => c.echo_replies,
-        "heads_kept" => c.heads_kept,
-        "heads_evicted" => c.heads_evicted,
-        "backup_flows_evicted" => c.backup_flows_evicted,
-        _ => panic!("no counter {name}"),
-    }
+    c.fields()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .1
 }
 
 fn run_case(case: Case) {
     let mut w = worker_with(&case.conf, case.real_macs, case.gateway);
     let mut ctx = Ctx::default();
-    let mut want_counts: Vec<(String, u64)> = COUNTER_NAMES
-        .iter()
-        .map(|n| (n.to_string(), 0))
+    let mut want_counts: Vec<(String, u64)> = w
+        .counters()
+        .fields()
+        .into_iter()
+        .map(|(n, _)| (n.to_string(), 0))
         .chain(
             Reason::ALL
                 .iter()
@@ -208,8 +164,8 @@ fn run_case(case: Case) {
             (Want::Pass, Verdict::Pass) => bump("pass"),
             (want, got) => panic!(
                 "{label}: expected {want:?}, got {got:?}\ninput:\n{}\noutput:\n{}\ncounters: {:?}",
-                hex_diff(&[], &input[..input.len().min(96)]),
-                hex_diff(&[], &out[..out.len().min(96)]),
+                hex_dump(&input[..input.len().min(96)]),
+                hex_dump(&out[..out.len().min(96)]),
                 w.counters()
             ),
         }
@@ -658,7 +614,7 @@ fn backup_url(state: &str) -> Case {
         "virtual 198.18.0.1
 dip 198.18.0.2 real 198.18.1.2:8080
 url nat http://nat.lab/%d
-url sorry http://sorry.lab/down/%d 307
+url sorry http://sorry.lab/down/%d
 link nat 198.18.0.2
 bind 198.18.0.1 nat
 backup 198.18.0.2 sorry
@@ -670,16 +626,11 @@ out-of-service real 198.18.0.2 {state}
         &conf,
         DIP_NAT,
         REQ,
-        redirect_response(
-            307,
-            "Temporary Redirect",
-            "http://sorry.lab/down/a/b?x=1",
-            false,
-        ),
+        redirect_response(302, "Found", "http://sorry.lab/down/a/b?x=1", false),
     )
     .counters(&[("syn_acks", 1), ("redirects", 1)]);
     c.desc = leak(format!(
-        "real {state} with a backup URL: the DIP redirects there with the URL's code"
+        "real {state} with a backup URL: the DIP answers 302 to that URL"
     ));
     c
 }
@@ -980,6 +931,56 @@ bind 198.18.0.1 byhost
     .counters(&[("syn_acks", 1), ("redirects", 1)])
 }
 
+const BY_HOST: &str = "virtual 198.18.0.1
+dip 198.18.0.2 real 198.18.1.2:8080
+url byhost http://%h/next/%d
+link byhost 198.18.0.2
+bind 198.18.0.1 byhost
+";
+
+fn url_code_307() -> Case {
+    let conf = "virtual 198.18.0.1
+dip 198.18.0.2 real 198.18.1.2:8080
+url moved http://moved.lab/%d 307
+link moved 198.18.0.2
+bind 198.18.0.1 moved
+";
+    responder_case(
+        "a URL with code 307: 307 Temporary Redirect",
+        conf,
+        VIP,
+        REQ,
+        redirect_response(307, "Temporary Redirect", "http://moved.lab/a/b?x=1", false),
+    )
+    .counters(&[("syn_acks", 1), ("redirects", 1)])
+}
+
+fn host_obs_fold() -> Case {
+    // RFC 9112 5.2: a server receiving obs-fold in a request must reject it (400) or replace
+    // it by spaces; either way CR LF must never reach the Location.
+    responder_case(
+        "a Host folded over two lines (CR LF SP) with a %h URL: 400",
+        BY_HOST,
+        VIP,
+        b"GET / HTTP/1.1\r\nHost: www.acme.com\r\n Location: http://evil/\r\n\r\n",
+        status_response(400, "Bad Request"),
+    )
+    .counters(&[("syn_acks", 1), ("bad_requests", 1)])
+}
+
+fn host_bare_lf() -> Case {
+    // RFC 9112 2.2: a bare LF may be taken as a line end; the Host is then www.acme.com and
+    // the next line another header, so the Location must carry no LF of the client's.
+    responder_case(
+        "a Host line ended by a bare LF with a %h URL: the LF ends the header",
+        BY_HOST,
+        VIP,
+        b"GET /p HTTP/1.1\r\nHost: www.acme.com\nX-Evil: 1\r\n\r\n",
+        redirect_response(302, "Found", "http://www.acme.com/next/p", false),
+    )
+    .counters(&[("syn_acks", 1), ("redirects", 1)])
+}
+
 fn oos_virtual_no_backup() -> Case {
     let conf = format!("{BASE}out-of-service virtual 198.18.0.1\n");
     let syn = syn_to(VIP);
@@ -1025,12 +1026,11 @@ fn no_eligible_member() -> Case {
 
 // ---- ARP and ICMP -------------------------------------------------------------------------------
 
-fn arp_for(target: [u8; 4], port: Port, sender_mac: [u8; 6], sender_ip: [u8; 4]) -> Vec<u8> {
+fn arp_for(target: [u8; 4], sender_mac: [u8; 6], sender_ip: [u8; 4]) -> Vec<u8> {
     let mut f = arp(
         sender_mac, BROADCAST, 1, sender_mac, sender_ip, [0; 6], target,
     );
     f.resize(60, 0); // padded to the minimum frame, as on the wire
-    let _ = port;
     f
 }
 
@@ -1043,7 +1043,7 @@ fn arp_vip() -> Case {
     .step(
         "who-has",
         CLIENT,
-        fixed(arp_for(VIP, CLIENT, GW, CLIENT_IP)),
+        fixed(arp_for(VIP, GW, CLIENT_IP)),
         Want::Tx(CLIENT),
     )
     .expect(fixed(arp(us, GW, 2, us, VIP, GW, CLIENT_IP)))
@@ -1060,7 +1060,7 @@ fn arp_dip_server_port() -> Case {
     .step(
         "who-has",
         SERVER,
-        fixed(arp_for(DIP_NAT, SERVER, m, DIP_SAME)),
+        fixed(arp_for(DIP_NAT, m, DIP_SAME)),
         Want::Tx(SERVER),
     )
     .expect(fixed(arp(us, m, 2, us, DIP_NAT, m, DIP_SAME)))
@@ -1075,7 +1075,7 @@ fn arp_foreign() -> Case {
     .step(
         "who-has foreign",
         CLIENT,
-        fixed(arp_for([198, 18, 0, 50], CLIENT, GW, CLIENT_IP)),
+        fixed(arp_for([198, 18, 0, 50], GW, CLIENT_IP)),
         Want::Pass,
     )
     .step(
@@ -1363,17 +1363,65 @@ fn bad_ip_checksum() -> Case {
     .step("SYN", CLIENT, fixed(f), Want::Drop(Reason::BadIpv4))
 }
 
-fn udp_to_vip() -> Case {
+fn udp_no_service() -> Case {
     let mut s = Seg::from_client(VIP, 80);
     s.payload = b"x".to_vec();
-    Case::new("UDP to the VIP, TCP to a DIP's other port: NoService", BASE)
-        .step("udp", CLIENT, fixed(s.udp()), Want::Drop(Reason::NoService))
-        .step(
-            "tcp :81",
-            CLIENT,
-            fixed(Seg::from_client(DIP_NAT, 81).syn().tcp()),
-            Want::Drop(Reason::NoService),
-        )
+    let mut d = Seg::from_client(DIP_NAT, 81);
+    d.payload = b"y".to_vec();
+    Case::new(
+        "UDP to the VIP, and to a DIP's port with no service: NoService",
+        BASE,
+    )
+    .step(
+        "udp to VIP",
+        CLIENT,
+        fixed(s.udp()),
+        Want::Drop(Reason::NoService),
+    )
+    .step(
+        "udp to DIP:81",
+        CLIENT,
+        fixed(d.udp()),
+        Want::Drop(Reason::NoService),
+    )
+}
+
+fn tcp_no_service() -> Case {
+    let syn = Seg::from_client(DIP_NAT, 81).syn();
+    let mut refusal = syn.answer(CLIENT);
+    refusal.rst = true;
+    refusal.ack = Some(syn.seq.wrapping_add(1));
+    refusal.window = 0;
+    let mut data = Seg::from_client(VIP, 81).with_ack(0x1357_9bdf);
+    data.seq = 77;
+    data.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    let mut reset = data.answer(CLIENT);
+    reset.rst = true;
+    reset.seq = 0x1357_9bdf;
+    reset.window = 0;
+    let mut rst = Seg::from_client(DIP_NAT, 81).with_ack(5);
+    rst.rst = true;
+    Case::new(
+        "TCP to an owned address on a port with no service: RST as a closed port (RFC 9293 \
+         3.10.7.1); a RST there is dropped",
+        BASE,
+    )
+    .step("SYN to DIP:81", CLIENT, fixed(syn.tcp()), Want::Tx(CLIENT))
+    .expect(fixed(refusal.tcp()))
+    .step(
+        "data+ACK to VIP:81",
+        CLIENT,
+        fixed(data.tcp()),
+        Want::Tx(CLIENT),
+    )
+    .expect(fixed(reset.tcp()))
+    .step(
+        "RST to DIP:81",
+        CLIENT,
+        fixed(rst.tcp()),
+        Want::Drop(Reason::NoService),
+    )
+    .counters(&[("refused", 2)])
 }
 
 // ---- more responder edges -------------------------------------------------------------------
@@ -1507,6 +1555,54 @@ fn cookie_age() -> Case {
         ("rsts", 1),
         ("drop:bad_cookie", 1),
     ])
+}
+
+fn reused_tuple_after_abandoned_split_head() -> Case {
+    // A client (or a NAT in front of many) sends half a head, gives up with a RST, and opens a
+    // new connection from the same address and port: a new ISN, so a new cookie. The new
+    // connection's complete request must get its 302, not the old connection's state.
+    let old_syn = syn_to(VIP);
+    let part1 = data_after(&old_syn, b"GET /old HTTP/1.1\r\nHo");
+    let mut rst = data_after(&old_syn, b"");
+    rst.seq = part1.next_seq();
+    rst.psh = false;
+    rst.rst = true;
+    let mut new_syn = syn_to(VIP);
+    new_syn.seq = 0x9000_0000;
+    let req = data_after(&new_syn, REQ);
+    Case::new(
+        "a new connection on a reused 4-tuple after an abandoned split head gets its 302",
+        BASE,
+    )
+    .step("old SYN", CLIENT, fixed(old_syn.tcp()), Want::Tx(CLIENT))
+    .learn_cookie()
+    .step(
+        "old first part",
+        CLIENT,
+        with_cookie(part1.clone(), 0),
+        Want::Tx(CLIENT),
+    )
+    .expect(expect_pure_ack(&part1))
+    .step(
+        "old RST",
+        CLIENT,
+        with_cookie(rst, 0),
+        Want::Drop(Reason::NothingToAnswer),
+    )
+    .step("new SYN", CLIENT, fixed(new_syn.tcp()), Want::Tx(CLIENT))
+    .learn_cookie()
+    .expect(expect_syn_ack(&new_syn))
+    .step(
+        "new request",
+        CLIENT,
+        with_cookie(req.clone(), 0),
+        Want::Tx(CLIENT),
+    )
+    .expect(expect_final(
+        &req,
+        redirect_response(302, "Found", "http://nat.lab/a/b?x=1", false),
+    ))
+    .counters(&[("syn_acks", 2), ("redirects", 1), ("heads_kept", 1)])
 }
 
 fn long_path() -> Vec<u8> {
@@ -1687,9 +1783,9 @@ fixtures! {
     backup_virtual_for_oos_real_redirects_to_live_member => backup_virtual("oos");
     backup_virtual_for_maintenance_real_redirects_to_live_member => backup_virtual("maintenance");
     backup_virtual_for_failed_real_redirects_to_live_member => backup_virtual("failed");
-    backup_url_for_oos_real_redirects_there => backup_url("oos");
-    backup_url_for_maintenance_real_redirects_there => backup_url("maintenance");
-    backup_url_for_failed_real_redirects_there => backup_url("failed");
+    backup_url_for_oos_real_redirects_there_with_302 => backup_url("oos");
+    backup_url_for_maintenance_real_redirects_there_with_302 => backup_url("maintenance");
+    backup_url_for_failed_real_redirects_there_with_302 => backup_url("failed");
     no_backup_for_oos_real_refuses_syn_with_rst_ack => no_backup("oos");
     no_backup_for_maintenance_real_refuses_syn_with_rst_ack => no_backup("maintenance");
     no_backup_for_failed_real_refuses_syn_with_rst_ack => no_backup("failed");
@@ -1709,6 +1805,9 @@ fixtures! {
     host_with_bare_cr_gets_400 => host_with_cr();
     host_not_a_host_name_gets_400 => host_with_lf_in_template();
     host_macro_copies_host_without_port => host_macro();
+    url_code_307_is_sent_as_307 => url_code_307();
+    host_folded_with_crlf_gets_400 => host_obs_fold();
+    host_ended_by_bare_lf_never_puts_lf_in_location => host_bare_lf();
     oos_virtual_without_backup_refuses_syn => oos_virtual_no_backup();
     oos_virtual_with_url_backup_redirects_there => oos_virtual_url_backup();
     virtual_with_no_eligible_member_refuses_syn => no_eligible_member();
@@ -1727,11 +1826,13 @@ fixtures! {
     unknown_gateway_mac_is_dropped_no_neighbour => unknown_gateway_mac();
     fragment_to_vip_is_dropped => fragments();
     bad_ipv4_checksum_to_vip_is_dropped => bad_ip_checksum();
-    udp_to_vip_and_tcp_to_unconfigured_port_are_no_service => udp_to_vip();
+    udp_to_vip_and_to_unconfigured_dip_port_is_no_service => udp_no_service();
+    tcp_to_unconfigured_port_of_owned_address_gets_rst => tcp_no_service();
     split_head_retransmission_is_reacked_and_gap_dropped => split_retransmit_and_gap();
     request_with_fin_gets_302_acking_the_fin => request_with_fin();
     incomplete_head_closed_by_fin_gets_400 => partial_head_then_fin();
     cookie_is_accepted_at_100s_and_refused_at_200s => cookie_age();
+    new_connection_on_reused_tuple_ignores_abandoned_split_head => reused_tuple_after_abandoned_split_head();
     too_long_redirect_for_mss_1460_gets_414 => long_redirect(1460);
     too_long_redirect_for_jumbo_mss_gets_414_not_a_silent_drop => long_redirect(9000);
     frag_needed_for_backup_flow_goes_to_the_backup_real => backup_flow_frag_needed();
@@ -1800,12 +1901,12 @@ fn truncated_syn_with_matching_total_length_gives_bad_tcp_inside_tcp_header() {
 fn truncated_frames_of_every_kind_never_panic() {
     let (_, dip_pkt) = real_to_client_pair();
     let quote = dip_pkt.tcp_ip()[..28].to_vec();
-    let frames = vec![
+    let frames = [
         syn_to(VIP).tcp(),
         client_data(DIP_NAT).tcp(),
         real_reply(REAL_NAT, REAL_NAT_PORT).tcp(),
         Seg::from_client(DIP_NAT, 80).with_payload(b"udp").udp(),
-        arp_for(VIP, CLIENT, GW, CLIENT_IP),
+        arp_for(VIP, GW, CLIENT_IP),
         icmp_frame(
             GW,
             US[0],

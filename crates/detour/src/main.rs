@@ -1,10 +1,15 @@
 //! `detour`: the HTTP-redirect packet director's command line.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use detour_config::lang::Role;
 use detour_config::{load, Snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+mod neigh;
+mod run;
 
 #[derive(Parser)]
 #[command(
@@ -27,12 +32,125 @@ enum Cmd {
         #[arg(long)]
         canonical: bool,
     },
+    /// Run the director: AF_XDP workers, one per queue, on the configured interfaces.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Client-facing interface (default: the config's `interface client`).
+        #[arg(long)]
+        client_if: Option<String>,
+        /// Server-facing interface (default: the config's `interface server`; none: one-armed).
+        #[arg(long)]
+        server_if: Option<String>,
+        /// Queues, one worker each (default: the config's `queues`, else 1).
+        #[arg(long)]
+        queues: Option<u32>,
+        /// Cores to pin the workers to, e.g. `0,1` (default: the config's `cores`, else 0..queues).
+        #[arg(long, value_delimiter = ',')]
+        cores: Vec<usize>,
+        /// Force an AF_XDP bind mode instead of trying zero-copy, then driver copy, then SKB.
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Frames per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Seconds between live summary lines.
+        #[arg(long, default_value_t = 5)]
+        summary_secs: u64,
+        /// Stop by itself after this many seconds.
+        #[arg(long)]
+        duration_secs: Option<u64>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    ZeroCopy,
+    Driver,
+    Skb,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { file, canonical } => check(&file, canonical),
+        Cmd::Run {
+            config,
+            client_if,
+            server_if,
+            queues,
+            cores,
+            mode,
+            batch,
+            summary_secs,
+            duration_secs,
+        } => {
+            let name = config.display().to_string();
+            let text = match read_config(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let model = match load(&text, &name) {
+                Ok(m) => m,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{name}: {} error(s); not started", errors.len());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let iface = |role| model.settings.interfaces.iter().find(|i| i.role == role);
+            let Some(client_if) = client_if.or_else(|| iface(Role::Client).map(|i| i.name.clone()))
+            else {
+                eprintln!(
+                    "detour: no client interface: give --client-if or `interface client <name>`"
+                );
+                return ExitCode::from(2);
+            };
+            let server_if = server_if.or_else(|| iface(Role::Server).map(|i| i.name.clone()));
+            let queues = queues
+                .or_else(|| iface(Role::Client).map(|i| u32::from(i.queues)))
+                .unwrap_or(1)
+                .max(1);
+            let cores = if !cores.is_empty() {
+                cores
+            } else if !model.settings.cores.is_empty() {
+                model.settings.cores.clone()
+            } else {
+                (0..queues as usize).collect()
+            };
+            let io = detour_xsk::io::IoConfig {
+                batch: batch.clamp(1, 256),
+                force_mode: mode.map(|m| match m {
+                    ModeArg::ZeroCopy => detour_xsk::io::Mode::ZeroCopy,
+                    ModeArg::Driver => detour_xsk::io::Mode::DriverCopy,
+                    ModeArg::Skb => detour_xsk::io::Mode::Skb,
+                }),
+                ..Default::default()
+            };
+            let plan = run::Plan {
+                model,
+                client_if,
+                server_if,
+                queues,
+                cores,
+                io,
+                summary: Duration::from_secs(summary_secs.max(1)),
+                duration: duration_secs.map(Duration::from_secs),
+            };
+            match run::run(plan) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("detour: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 

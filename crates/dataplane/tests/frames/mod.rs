@@ -516,6 +516,15 @@ fn hex(b: &[u8]) -> String {
         .join(" ")
 }
 
+/// A hex dump, 16 bytes a line.
+pub fn hex_dump(b: &[u8]) -> String {
+    let mut s = String::new();
+    for (i, row) in b.chunks(16).enumerate() {
+        let _ = writeln!(s, "  {:04x}   {}", i * 16, hex(row));
+    }
+    s
+}
+
 /// A line-by-line hex diff (16 bytes a line, differing lines marked `!`).
 pub fn hex_diff(expected: &[u8], got: &[u8]) -> String {
     let mut s = String::new();

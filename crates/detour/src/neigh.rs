@@ -1,0 +1,155 @@
+//! MAC addresses from the kernel: the interfaces' own, and those of next hops (reals and the
+//! client-side gateway) from the neighbour table, with resolution triggered where missing.
+//! Runs on the control thread only.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::Command;
+
+/// An interface's MAC, from sysfs.
+pub fn iface_mac(iface: &str) -> Result<[u8; 6], String> {
+    let path = format!("/sys/class/net/{iface}/address");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    parse_mac(text.trim()).ok_or_else(|| format!("{path}: not a MAC: {text:?}"))
+}
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+pub fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// The next hop the kernel uses for `dst` (the gateway, or `dst` itself when on-link) and
+/// the interface it leaves by.
+pub fn next_hop(dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+    let out = Command::new("ip")
+        .args(["-4", "route", "get", &dst.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_route_get(&String::from_utf8_lossy(&out.stdout), dst)
+}
+
+fn parse_route_get(text: &str, dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let after = |k: &str| {
+        words
+            .iter()
+            .position(|w| *w == k)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+    };
+    let dev = after("dev")?.to_string();
+    let via = after("via").and_then(|v| v.parse().ok()).unwrap_or(dst);
+    Some((via, dev))
+}
+
+/// The kernel's default gateway on `iface`, if it has one.
+pub fn default_gateway(iface: &str) -> Option<Ipv4Addr> {
+    let out = Command::new("ip")
+        .args(["-4", "route", "show", "default", "dev", iface])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == "via")
+        .and_then(|i| words.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Complete entries of the kernel's ARP table: (address, device) -> MAC.
+pub fn arp_table() -> Vec<(Ipv4Addr, String, [u8; 6])> {
+    let text = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
+    parse_arp(&text)
+}
+
+fn parse_arp(text: &str) -> Vec<(Ipv4Addr, String, [u8; 6])> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (ip, flags, mac, dev) = (f.first()?, f.get(2)?, f.get(3)?, f.get(5)?);
+            // ATF_COM (0x2): the entry is complete.
+            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+            if flags & 0x2 == 0 {
+                return None;
+            }
+            Some((ip.parse().ok()?, dev.to_string(), parse_mac(mac)?))
+        })
+        .collect()
+}
+
+/// The MAC for sending to `dst`: its next hop's entry in the neighbour table. When missing,
+/// a datagram to the discard port makes the kernel resolve it; the caller retries later.
+pub fn resolve(dst: Ipv4Addr, table: &[(Ipv4Addr, String, [u8; 6])]) -> Option<[u8; 6]> {
+    let (hop, dev) = next_hop(dst)?;
+    if let Some((_, _, mac)) = table.iter().find(|(ip, d, _)| *ip == hop && *d == dev) {
+        return Some(*mac);
+    }
+    if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+        let _ = s.send_to(b"", SocketAddrV4::new(hop, 9));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_get_output_gives_the_next_hop_and_device() {
+        let ip: Ipv4Addr = "198.18.1.11".parse().unwrap();
+        assert_eq!(
+            parse_route_get("198.18.1.11 dev ds src 198.18.1.1 uid 0 \n    cache \n", ip),
+            Some((ip, "ds".to_string()))
+        );
+        assert_eq!(
+            parse_route_get(
+                "198.18.9.9 via 198.18.1.254 dev ds src 198.18.1.1 uid 0",
+                "198.18.9.9".parse().unwrap()
+            ),
+            Some(("198.18.1.254".parse().unwrap(), "ds".to_string()))
+        );
+        assert_eq!(parse_route_get("unreachable", ip), None);
+    }
+
+    #[test]
+    fn only_complete_arp_entries_count() {
+        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
+                 198.18.1.11      0x1         0x2         aa:bb:cc:dd:ee:01     *        ds\n\
+                 198.18.1.12      0x1         0x0         00:00:00:00:00:00     *        ds\n";
+        let e = parse_arp(t);
+        assert_eq!(
+            e,
+            vec![(
+                "198.18.1.11".parse().unwrap(),
+                "ds".to_string(),
+                [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 1]
+            )]
+        );
+    }
+
+    #[test]
+    fn macs_parse_and_print() {
+        assert_eq!(
+            parse_mac("02:00:0a:ff:00:01"),
+            Some([2, 0, 0xa, 0xff, 0, 1])
+        );
+        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
+        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
+        assert_eq!(fmt_mac([2, 0, 0xa, 0xff, 0, 1]), "02:00:0a:ff:00:01");
+    }
+}

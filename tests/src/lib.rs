@@ -1,0 +1,243 @@
+//! The lab for end-to-end tests: `scripts/lab.sh` brings up the namespaces and real servers,
+//! [`Lab::start`] runs the `detour` binary in the director's namespace with a config, and the
+//! helpers run real clients (curl) in the client namespace. Everything is torn down when the
+//! [`Lab`] is dropped, also when a test fails. Tests share one set of namespace names, so a
+//! process-wide lock runs them one at a time.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static ONE_LAB: Mutex<()> = Mutex::new(());
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The detour binary: `$DETOUR_BIN`, else the workspace's release build.
+pub fn detour_bin() -> PathBuf {
+    let p = std::env::var_os("DETOUR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/release/detour"));
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build --release -p detour`, as scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+pub fn require_root() {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("1").to_string())
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        uid, "0",
+        "end-to-end tests need root (namespaces, AF_XDP); CI runs them as root"
+    );
+}
+
+pub struct Lab {
+    detour: Option<Child>,
+    log: PathBuf,
+    _lock: MutexGuard<'static, ()>,
+}
+
+/// Output of a command run with a time limit.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Run a command, killing it after `secs`.
+pub fn run(args: &[&str], secs: u64) -> Run {
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let t = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out: Output = child.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Lab {
+    /// Bring the lab up (big.bin of `big_mb` MiB) and start detour with `config` (text).
+    pub fn start(config: &str, big_mb: u32) -> Lab {
+        require_root();
+        let lock = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
+        let bin = detour_bin();
+        let lab = root().join("scripts/lab.sh");
+        let up = Command::new(&lab)
+            .arg("up")
+            .env("LAB_BIG_MB", big_mb.to_string())
+            .output()
+            .expect("scripts/lab.sh");
+        assert!(
+            up.status.success(),
+            "lab up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let dir = std::env::temp_dir().join(format!("detour-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let conf = dir.join("test.conf");
+        std::fs::write(&conf, config).expect("write config");
+        let log = dir.join("detour.log");
+        let logf = std::fs::File::create(&log).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", "dt-dir"])
+            .arg(&bin)
+            .args([
+                "run",
+                "--summary-secs",
+                "1",
+                "--duration-secs",
+                "300",
+                "--config",
+            ])
+            .arg(&conf)
+            .stdout(logf.try_clone().expect("dup"))
+            .stderr(logf)
+            .spawn()
+            .expect("start detour");
+        let mut lab = Lab {
+            detour: Some(child),
+            log,
+            _lock: lock,
+        };
+        let t = Instant::now();
+        while !lab.log_text().contains("worker(s) on") {
+            if let Some(c) = lab.detour.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("detour exited ({st}):\n{}", lab.log_text());
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "detour did not start:\n{}",
+                lab.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        lab
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Run a command in the client namespace.
+    pub fn client(&self, args: &[&str], secs: u64) -> Run {
+        let mut v = vec!["ip", "netns", "exec", "dt-client"];
+        v.extend_from_slice(args);
+        run(&v, secs)
+    }
+
+    /// `curl -w '%{http_code} %{redirect_url}'` of one URL, no redirect following.
+    pub fn code_and_location(&self, url: &str) -> String {
+        let r = self.client(
+            &[
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                url,
+            ],
+            10,
+        );
+        assert!(r.ok(), "curl {url}: {r:?}\n{}", self.log_text());
+        r.stdout
+    }
+
+    /// Stop detour (SIGTERM) and return its whole output.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut c) = self.detour.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.log_text()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let log = self.stop();
+        if std::thread::panicking() {
+            eprintln!("---- detour's output ----\n{log}");
+        }
+        let _ = Command::new(root().join("scripts/lab.sh"))
+            .arg("down")
+            .output();
+        if let Some(d) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The lab's config (configs/lab.conf) with `extra` lines appended.
+pub fn lab_config(extra: &str) -> String {
+    let base = std::fs::read_to_string(root().join("configs/lab.conf")).expect("configs/lab.conf");
+    format!("{base}\n{extra}\n")
+}
+
+/// sha256 of a file, with the `sha256sum` tool.
+pub fn sha256(path: &str) -> String {
+    let r = run(&["sha256sum", path], 60);
+    assert!(r.ok(), "sha256sum {path}: {r:?}");
+    r.stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
