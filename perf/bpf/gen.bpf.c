@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+// detour-perf: the XDP "live frames" generator and a pass-through program.
+//
+// `dtb_gen` is run by BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES on the generator's
+// veth: every iteration hands it a page-pool frame, which it overwrites with the next
+// template (the whole template, since the pages are recycled after the receiver may have
+// modified them) and returns XDP_TX, which the kernel turns into a transmit on that veth.
+// Rate control: a frame is sent only while sent < rate * elapsed (+ a small burst); else the
+// iteration returns XDP_DROP (the page is recycled, nothing is sent), so the syscall spins
+// at the offered rate. It also stops sending after `max_frames` or `duration_ns`; user space
+// ends the syscall with a signal.
+//
+// `dtb_pass` returns XDP_PASS: attached in driver mode on a veth, it puts that veth in NAPI
+// mode (so frames XDP-transmitted into it are received, on a NAPI thread we can pin).
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define TPL_MAX 256
+#define TPLS_MAX 65536
+#define KINDS 8
+
+struct tpl {
+    __u32 len;  // bytes of the frame (<= the frame size given to the test run)
+    __u32 kind; // counter index
+    __u8 data[TPL_MAX];
+};
+
+struct cfg {
+    __u64 rate_pps;    // 0: as fast as possible
+    __u64 max_frames;  // stop sending after this many
+    __u64 duration_ns; // stop sending after this long (from the first iteration)
+    __u32 ntpl;        // templates in use (1..TPLS_MAX)
+    __u32 burst;       // frames the sender may run ahead of the schedule
+};
+
+struct state {
+    __u64 start_ns;
+    __u64 last_ns;
+    __u64 sent;
+    __u64 idle;         // iterations that sent nothing (ahead of schedule or finished)
+    __u64 next;         // next template index
+    __u64 kind[KINDS];  // frames sent per kind
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, TPLS_MAX);
+    __type(key, __u32);
+    __type(value, struct tpl);
+} tpls SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct cfg);
+} cfgs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct state);
+} states SEC(".maps");
+
+SEC("xdp")
+int dtb_gen(struct xdp_md *ctx)
+{
+    __u32 zero = 0;
+    struct cfg *c = bpf_map_lookup_elem(&cfgs, &zero);
+    struct state *s = bpf_map_lookup_elem(&states, &zero);
+    if (!c || !s)
+        return XDP_DROP;
+
+    __u64 now = bpf_ktime_get_ns();
+    if (!s->start_ns)
+        s->start_ns = now;
+    __u64 elapsed = now - s->start_ns;
+    if (elapsed >= c->duration_ns || s->sent >= c->max_frames) {
+        s->idle++;
+        return XDP_DROP;
+    }
+    if (c->rate_pps) {
+        __u64 allowed = (elapsed / 1000) * c->rate_pps / 1000000 + c->burst;
+        if (s->sent >= allowed) {
+            s->idle++;
+            return XDP_DROP;
+        }
+    }
+
+    __u32 idx = s->next;
+    if (idx >= c->ntpl || idx >= TPLS_MAX)
+        idx = 0;
+    s->next = idx + 1;
+    struct tpl *t = bpf_map_lookup_elem(&tpls, &idx);
+    if (!t)
+        return XDP_DROP;
+
+    __u32 len = t->len;
+    if (len < 14 || len > TPL_MAX)
+        return XDP_DROP;
+    int have = (int)(ctx->data_end - ctx->data);
+    int delta = (int)len - have;
+    if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
+        return XDP_DROP;
+    if (bpf_xdp_store_bytes(ctx, 0, t->data, len))
+        return XDP_DROP;
+
+    s->sent++;
+    s->last_ns = now;
+    __u32 k = t->kind;
+    if (k < KINDS)
+        s->kind[k]++;
+    return XDP_TX;
+}
+
+SEC("xdp")
+int dtb_pass(struct xdp_md *ctx)
+{
+    return XDP_PASS;
+}
+
+char _license[] SEC("license") = "GPL";
