@@ -10,7 +10,8 @@
 # real) and big.bin. The director's interfaces have 2 queues. Everything is torn down by
 # `down`, and by `up` itself if it fails half way.
 #
-# usage: scripts/lab.sh up|down|status   (env: LAB_BIG_MB, size of big.bin, default 100)
+# usage: scripts/lab.sh up|down|status|stop-real N|start-real N
+#        (env: LAB_BIG_MB, size of big.bin, default 100)
 set -euo pipefail
 
 NS=(dt-client dt-dir dt-sw dt-real1 dt-real2 dt-real3)
@@ -89,27 +90,11 @@ up() {
     # Real servers: a page naming each, and a large file.
     head -c "$((BIG_MB * 1024 * 1024))" /dev/urandom >"$LAB_DIR/big.bin.tmp"
     mv "$LAB_DIR/big.bin.tmp" "$LAB_DIR/big.bin"
-    i=1
     for r in dt-real1 dt-real2 dt-real3; do
         mkdir -p "$LAB_DIR/$r"
         printf '<html><body><h1>real server %s</h1></body></html>\n' "$r" >"$LAB_DIR/$r/index.html"
         ln -sf "$LAB_DIR/big.bin" "$LAB_DIR/$r/big.bin"
-        port=8080
-        [ "$r" = dt-real3 ] && port=80
-        x "$r" python3 -m http.server --bind 0.0.0.0 --directory "$LAB_DIR/$r" "$port" \
-            >"$LAB_DIR/$r.log" 2>&1 &
-        echo $! >"$LAB_DIR/$r.pid"
-        i=$((i + 1))
-    done
-    for r in dt-real1 dt-real2 dt-real3; do
-        port=8080
-        [ "$r" = dt-real3 ] && port=80
-        for _ in $(seq 1 50); do
-            x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" && break
-            sleep 0.1
-        done
-        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" \
-            || { echo "lab: $r http server did not come up" >&2; false; }
+        start_real "$r"
     done
     # Names of the lab, as the client resolves them (`ip netns exec` bind-mounts
     # /etc/netns/<ns>/hosts over /etc/hosts).
@@ -125,6 +110,35 @@ HOSTS
     echo "lab: up (client 198.18.0.100, director dc=198.18.0.254 ds=198.18.1.1, reals 198.18.1.11-13)"
 }
 
+port_of() { if [ "$1" = dt-real3 ]; then echo 80; else echo 8080; fi; }
+
+# Start a real's HTTP server and wait (bounded) until it answers.
+start_real() {
+    local r=$1 port
+    port=$(port_of "$r")
+    x "$r" python3 -m http.server --bind 0.0.0.0 --directory "$LAB_DIR/$r" "$port" \
+        >>"$LAB_DIR/$r.log" 2>&1 &
+    echo $! >"$LAB_DIR/$r.pid"
+    for _ in $(seq 1 50); do
+        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" && return 0
+        sleep 0.1
+    done
+    echo "lab: $r http server did not come up" >&2
+    return 1
+}
+
+stop_real() {
+    local r=$1
+    # The server is the only process in its namespace (its pid may be a launcher's).
+    ip netns pids "$r" | xargs -r kill 2>/dev/null || true
+    rm -f "$LAB_DIR/$r.pid"
+    # Until the port is closed.
+    for _ in $(seq 1 50); do
+        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$(port_of "$r")/" || return 0
+        sleep 0.1
+    done
+}
+
 status() {
     for ns in "${NS[@]}"; do
         if ip netns list | grep -qw "$ns"; then echo "$ns: present"; else echo "$ns: absent"; fi
@@ -135,5 +149,7 @@ case "${1:-}" in
     up) up ;;
     down) down; echo "lab: down" ;;
     status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    stop-real) stop_real "dt-real${2:?which real (1-3)}" ;;
+    start-real) start_real "dt-real${2:?which real (1-3)}" ;;
+    *) echo "usage: $0 up|down|status|stop-real N|start-real N" >&2; exit 2 ;;
 esac

@@ -114,7 +114,7 @@ pub const ACK: u8 = 0x10;
 
 /// Ethernet + IPv4 (no options, DF, TTL 64) + TCP, checksums computed, padded to 60 bytes.
 pub fn tcp_frame(ep: &Endpoints, t: &Tcp<'_>, ip_id: u16) -> Vec<u8> {
-    assert!(t.options.len() % 4 == 0);
+    assert!(t.options.len().is_multiple_of(4));
     let tcp_len = 20 + t.options.len() + t.payload.len();
     let ip_len = 20 + tcp_len;
     let mut f = Vec::with_capacity(14 + ip_len);

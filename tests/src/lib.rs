@@ -50,6 +50,10 @@ pub fn require_root() {
 pub struct Lab {
     detour: Option<Child>,
     log: PathBuf,
+    /// The config file detour runs (reload and `write memory` use it).
+    pub config: PathBuf,
+    /// The control socket.
+    pub socket: PathBuf,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -99,9 +103,7 @@ impl Lab {
     pub fn start(config: &str, big_mb: u32) -> Lab {
         require_root();
         let lock = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-        let bin = detour_bin();
-        let lab = root().join("scripts/lab.sh");
-        let up = Command::new(&lab)
+        let up = Command::new(root().join("scripts/lab.sh"))
             .arg("up")
             .env("LAB_BIG_MB", big_mb.to_string())
             .output()
@@ -113,46 +115,55 @@ impl Lab {
         );
         let dir = std::env::temp_dir().join(format!("detour-e2e-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let conf = dir.join("test.conf");
-        std::fs::write(&conf, config).expect("write config");
-        let log = dir.join("detour.log");
-        let logf = std::fs::File::create(&log).expect("log");
+        let config_path = dir.join("test.conf");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut lab = Lab {
+            detour: None,
+            log: dir.join("detour.log"),
+            config: config_path,
+            socket: dir.join("ctl.sock"),
+            _lock: lock,
+        };
+        lab.run_detour();
+        lab
+    }
+
+    /// Start detour (again) on the lab's config file; waits until its workers run.
+    pub fn run_detour(&mut self) {
+        let logf = std::fs::File::create(&self.log).expect("log");
         let child = Command::new("ip")
             .args(["netns", "exec", "dt-dir"])
-            .arg(&bin)
+            .arg(detour_bin())
             .args([
                 "run",
                 "--summary-secs",
                 "1",
                 "--duration-secs",
                 "300",
-                "--config",
+                "--ctl-socket",
             ])
-            .arg(&conf)
+            .arg(&self.socket)
+            .arg("--config")
+            .arg(&self.config)
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf)
             .spawn()
             .expect("start detour");
-        let mut lab = Lab {
-            detour: Some(child),
-            log,
-            _lock: lock,
-        };
+        self.detour = Some(child);
         let t = Instant::now();
-        while !lab.log_text().contains("worker(s) on") {
-            if let Some(c) = lab.detour.as_mut() {
+        while !self.log_text().contains("worker(s) on") {
+            if let Some(c) = self.detour.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("detour exited ({st}):\n{}", lab.log_text());
+                    panic!("detour exited ({st}):\n{}", self.log_text());
                 }
             }
             assert!(
                 t.elapsed() < Duration::from_secs(20),
                 "detour did not start:\n{}",
-                lab.log_text()
+                self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        lab
     }
 
     pub fn log_text(&self) -> String {
@@ -166,6 +177,13 @@ impl Lab {
     /// Run a command in the client namespace.
     pub fn client(&self, args: &[&str], secs: u64) -> Run {
         let mut v = vec!["ip", "netns", "exec", "dt-client"];
+        v.extend_from_slice(args);
+        run(&v, secs)
+    }
+
+    /// Run a command in the director's namespace.
+    pub fn director(&self, args: &[&str], secs: u64) -> Run {
+        let mut v = vec!["ip", "netns", "exec", "dt-dir"];
         v.extend_from_slice(args);
         run(&v, secs)
     }
@@ -188,6 +206,40 @@ impl Lab {
         );
         assert!(r.ok(), "curl {url}: {r:?}\n{}", self.log_text());
         r.stdout
+    }
+
+    /// `detour ctl <command>`.
+    pub fn ctl(&self, command: &str) -> Run {
+        let bin = detour_bin();
+        let sock = self.socket.to_string_lossy().into_owned();
+        let mut v = vec![bin.to_str().expect("utf-8 path"), "ctl", "--socket", &sock];
+        v.extend(command.split_whitespace());
+        run(&v, 30)
+    }
+
+    /// `detour ctl <command>` that must succeed; returns its answer.
+    pub fn ctl_ok(&self, command: &str) -> String {
+        let r = self.ctl(command);
+        assert!(
+            r.ok() && !r.stdout.starts_with("error"),
+            "ctl {command}: {r:?}\n{}",
+            self.log_text()
+        );
+        r.stdout
+    }
+
+    /// Stop or start real server `n`'s HTTP server (1-3).
+    pub fn real_server(&self, n: u32, up: bool) {
+        let lab = root().join("scripts/lab.sh");
+        let r = run(
+            &[
+                lab.to_str().expect("utf-8 path"),
+                if up { "start-real" } else { "stop-real" },
+                &n.to_string(),
+            ],
+            30,
+        );
+        assert!(r.ok(), "lab.sh real {n} up={up}: {r:?}");
     }
 
     /// Stop detour (SIGTERM) and return its whole output.

@@ -74,6 +74,33 @@ impl Reason {
     }
 }
 
+/// Traffic of one real, as one worker saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealCounters {
+    /// Client -> real frames and bytes (IPv4 length).
+    pub to_real: u64,
+    pub to_real_bytes: u64,
+    /// Real -> client.
+    pub to_client: u64,
+    pub to_client_bytes: u64,
+    /// SYNs forwarded to it (connections opened).
+    pub opened: u64,
+    /// FINs and RSTs from clients, RSTs from it (connections closed; a connection that ends
+    /// with both a FIN and a RST counts twice, so active = opened - closed is a lower bound).
+    pub closed: u64,
+}
+
+impl RealCounters {
+    pub fn add(&mut self, o: &RealCounters) {
+        self.to_real += o.to_real;
+        self.to_real_bytes += o.to_real_bytes;
+        self.to_client += o.to_client;
+        self.to_client_bytes += o.to_client_bytes;
+        self.opened += o.opened;
+        self.closed += o.closed;
+    }
+}
+
 /// Counters of one worker. Plain integers: only the worker writes them; the runtime copies
 /// them out between batches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -154,6 +181,17 @@ impl Counters {
         each_field!(add);
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
+        }
+    }
+
+    /// Subtract earlier counters from these (saturating), for "since clear" views.
+    pub fn sub(&mut self, o: &Counters) {
+        macro_rules! sub {
+            ($($f:ident),*) => { $( self.$f = self.$f.saturating_sub(o.$f); )* };
+        }
+        each_field!(sub);
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a = a.saturating_sub(*b);
         }
     }
 

@@ -29,5 +29,5 @@ pub mod counters;
 mod table;
 mod worker;
 
-pub use counters::{Counters, Reason};
+pub use counters::{Counters, RealCounters, Reason};
 pub use worker::{Verdict, Worker, WorkerConfig, BACKUP_FLOW_SLOTS, HEAD_SLOTS, MAX_HEAD};

@@ -2,7 +2,7 @@
 //! reply. This file is the classifier and the dispatcher; each path is a method below.
 
 use crate::cookie::Cookies;
-use crate::counters::{Counters, Reason};
+use crate::counters::{Counters, RealCounters, Reason};
 use crate::csum;
 use crate::table::{Inserted, Key, Table};
 use crate::{Port, CLIENT, SERVER};
@@ -163,6 +163,8 @@ struct State {
     /// Active connections per real, fed by the control thread (least connections).
     conns: Vec<u32>,
     redirects_by_url: Vec<u64>,
+    /// Per real of the current snapshot.
+    reals: Vec<RealCounters>,
     heads: Table<Head>,
     flows: Table<BackupFlow>,
     backup_flows: bool,
@@ -184,6 +186,7 @@ impl Worker {
                 picks: Vec::new(),
                 conns: Vec::new(),
                 redirects_by_url: Vec::new(),
+                reals: Vec::new(),
                 heads: Table::new(HEAD_SLOTS, HEAD_TTL_MS),
                 flows: Table::new(BACKUP_FLOW_SLOTS, BACKUP_FLOW_TTL_MS),
                 backup_flows: false,
@@ -210,7 +213,30 @@ impl Worker {
             .map(|v| PickState::new(&v.rotation))
             .collect();
         st.conns.resize(snap.reals.len(), 0);
-        st.redirects_by_url = vec![0; snap.urls.len()];
+        // Counters follow reals and URLs by identity across snapshots (indices may change).
+        let old = &self.snap;
+        st.redirects_by_url = snap
+            .urls
+            .iter()
+            .map(|u| {
+                old.urls
+                    .iter()
+                    .position(|o| o.id == u.id && o.implicit == u.implicit)
+                    .and_then(|i| st.redirects_by_url.get(i).copied())
+                    .unwrap_or(0)
+            })
+            .collect();
+        st.reals = snap
+            .reals
+            .iter()
+            .map(|r| {
+                old.reals
+                    .iter()
+                    .position(|o| o.addr == r.addr)
+                    .and_then(|i| st.reals.get(i).copied())
+                    .unwrap_or_default()
+            })
+            .collect();
         let secret = snap.cookie_secret.unwrap_or(st.cfg.cookie_secret);
         if secret != st.secret {
             st.cookies.rotate(&secret, now_ms / 1000, COOKIE_GRACE_SECS);
@@ -225,6 +251,11 @@ impl Worker {
 
     pub fn counters(&self) -> &Counters {
         &self.st.c
+    }
+
+    /// Traffic per real of the current snapshot (index as in `Snapshot::reals`).
+    pub fn real_counters(&self) -> &[RealCounters] {
+        &self.st.reals
     }
 
     /// Redirects sent per URL of the current snapshot (index as in `Snapshot::urls`).
@@ -462,6 +493,15 @@ impl State {
         if ip.ttl <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
         }
+        let rc = &mut self.reals[to as usize];
+        if ip.proto == PROTO_TCP {
+            // Connection estimate for least connections: SYNs open, FINs and RSTs close.
+            let flags = buf[ip.l4() + 13];
+            rc.opened += u64::from(flags & 0x12 == 0x02);
+            rc.closed += u64::from(flags & 0x05 != 0);
+        }
+        rc.to_real += 1;
+        rc.to_real_bytes += (ip.end - ETH) as u64;
         let (new_ip, new_port) = (*real.addr.ip(), real.addr.port());
         rewrite_l4(buf, &ip, Rewrite::Dst, new_ip, dport, new_port);
         set_macs(buf, real.mac, self.cfg.macs[SERVER.0 as usize]);
@@ -509,10 +549,11 @@ impl State {
             return Verdict::Pass;
         }
         let (sport, dport) = (be16(buf, l4), be16(buf, l4 + 2));
+        let sender = snap.real_at(ip.src, sport);
         let (dip, dip_port) = match self.backup_flow(ip, sport, dport, now) {
             Some(f) => (Ipv4Addr::from(f.dip), f.dip_port),
             None => {
-                let Some(r) = snap.real_at(ip.src, sport) else {
+                let Some(r) = sender else {
                     return Verdict::Pass;
                 };
                 match snap.reals[r as usize].dip {
@@ -529,6 +570,13 @@ impl State {
         }
         if ip.ttl <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
+        }
+        if let Some(rc) = sender.and_then(|r| self.reals.get_mut(r as usize)) {
+            if ip.proto == PROTO_TCP {
+                rc.closed += u64::from(buf[l4 + 13] & 0x04 != 0);
+            }
+            rc.to_client += 1;
+            rc.to_client_bytes += (ip.end - ETH) as u64;
         }
         rewrite_l4(buf, &ip, Rewrite::Src, dip, sport, dip_port);
         set_macs(buf, snap.gateway_mac, self.cfg.macs[CLIENT.0 as usize]);

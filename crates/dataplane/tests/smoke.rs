@@ -173,3 +173,31 @@ fn dip_traffic_is_forwarded_and_comes_back() {
     };
     assert_eq!(t.destination_port(), 8080);
 }
+
+#[test]
+fn per_real_counters_count_both_directions_and_follow_the_real_across_snapshots() {
+    let mut w = worker();
+    let (v, _) = run(
+        &mut w,
+        &tcp(5, None, true, false, [198, 18, 0, 2], 80, b""),
+        CLIENT,
+    );
+    assert!(matches!(v, Verdict::Tx { port: SERVER, .. }));
+    let (_, _) = run(
+        &mut w,
+        &tcp(6, Some(1), false, true, [198, 18, 0, 2], 80, b""),
+        CLIENT,
+    );
+    let rc = w.real_counters()[0];
+    assert_eq!((rc.to_real, rc.opened, rc.closed), (2, 1, 1));
+    // A new snapshot with another real first: the counts stay with 198.18.1.2:8080.
+    let m = load(&format!("dip 198.18.0.9 real 198.18.1.9:80\n{CONF}"), "t").unwrap();
+    let mut s = Snapshot::compile(&m, 2);
+    s.gateway_mac = CMAC;
+    for r in &mut s.reals {
+        r.mac = RMAC;
+    }
+    w.install(Arc::new(s));
+    assert_eq!(w.real_counters()[0], Default::default());
+    assert_eq!(w.real_counters()[1].to_real, 2);
+}

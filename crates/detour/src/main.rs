@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod control;
+mod ctl;
+mod health;
 mod neigh;
 mod run;
 
@@ -61,6 +64,20 @@ enum Cmd {
         /// Stop by itself after this many seconds.
         #[arg(long)]
         duration_secs: Option<u64>,
+        /// The control socket (`detour ctl` talks to it).
+        #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+        ctl_socket: PathBuf,
+    },
+    /// Send one command to a running detour: any config command, or `show
+    /// virtual|real|url|bind|backup|statistics|health|config`, `reload`, `write memory`,
+    /// `clear statistics`.
+    Ctl {
+        /// The control socket.
+        #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// The command, as words (e.g. `out-of-service real 198.18.0.2 sticky`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
     },
 }
 
@@ -75,6 +92,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Check { file, canonical } => check(&file, canonical),
+        Cmd::Ctl { socket, command } => match ctl::request(&socket, &command.join(" ")) {
+            Ok(answer) => {
+                print!("{answer}");
+                if answer.starts_with("error") {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("detour ctl: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Run {
             config,
             client_if,
@@ -85,6 +116,7 @@ fn main() -> ExitCode {
             batch,
             summary_secs,
             duration_secs,
+            ctl_socket,
         } => {
             let name = config.display().to_string();
             let text = match read_config(&config) {
@@ -134,6 +166,8 @@ fn main() -> ExitCode {
                 ..Default::default()
             };
             let plan = run::Plan {
+                config_path: config.clone(),
+                ctl_socket,
                 model,
                 client_if,
                 server_if,

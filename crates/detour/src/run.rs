@@ -1,14 +1,17 @@
 //! `detour run`: the control thread and the per-queue workers.
 //!
 //! The control thread loads the config, resolves MACs, attaches the XDP steering program,
-//! starts one worker per queue (pinned with core_affinity), and then loops: it merges the
+//! starts one worker per queue (pinned with core_affinity), and then loops: it serves the
+//! control socket and the metrics endpoint, applies health-check transitions, merges the
 //! workers' statistics, prints a one-line summary, keeps MACs fresh, and hands every new
 //! snapshot to each worker through the worker's own lock-free queue. Workers never lock:
 //! they run the data path over their AF_XDP sockets in a run-to-completion loop and pick up
-//! a new snapshot between batches.
+//! new snapshots (and connection counts) between batches.
 
-use crate::neigh;
-use crossbeam_channel::{Receiver, Sender};
+use crate::control::{Control, Report};
+use crate::ctl::{CtlServer, Metrics};
+use crate::{health, neigh};
+use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use detour_config::{model::Model, Snapshot};
 use detour_dataplane::{Counters, Verdict, Worker, WorkerConfig, CLIENT, SERVER};
@@ -17,12 +20,14 @@ use detour_xsk::steer::{kernel_addrs, Steer};
 use hdrhistogram::Histogram;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What `detour run` was asked to do, after the CLI and the config file are merged.
 pub struct Plan {
+    pub config_path: PathBuf,
     pub model: Model,
     pub client_if: String,
     /// `None`: one-armed (everything on the client interface).
@@ -33,16 +38,14 @@ pub struct Plan {
     pub summary: Duration,
     /// Stop by itself after this long (tests, benchmarks).
     pub duration: Option<Duration>,
+    pub ctl_socket: PathBuf,
 }
 
-/// Statistics a worker publishes about once a second (cumulative counters, and the batch
-/// service times since its last report).
-struct Report {
-    worker: usize,
-    counters: Counters,
-    batches: u64,
-    hist: Histogram<u64>,
-    epoch: u64,
+/// What the control thread sends a worker.
+pub enum Msg {
+    Snapshot(Arc<Snapshot>),
+    /// Active connections per real of the snapshot with this epoch.
+    Conns(u64, Arc<Vec<u32>>),
 }
 
 struct Started {
@@ -57,8 +60,13 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Snapshot of the model with MACs filled in from the kernel.
-fn snapshot(model: &Model, epoch: u64, gateway: Ipv4Addr, missing: &mut Vec<String>) -> Snapshot {
+/// Snapshot of a model with MACs filled in from the kernel; `missing` names what has none.
+pub fn snapshot(
+    model: &Model,
+    epoch: u64,
+    gateway: Ipv4Addr,
+    missing: &mut Vec<String>,
+) -> Snapshot {
     let table = neigh::arp_table();
     let mut s = Snapshot::compile(model, epoch);
     missing.clear();
@@ -75,18 +83,25 @@ fn snapshot(model: &Model, epoch: u64, gateway: Ipv4Addr, missing: &mut Vec<Stri
     s
 }
 
-fn macs_of(s: &Snapshot) -> Vec<[u8; 6]> {
-    let mut v: Vec<[u8; 6]> = s.reals.iter().map(|r| r.mac).collect();
-    v.push(s.gateway_mac);
-    v
+fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
+    let owned: Vec<Ipv4Addr> = snap.owned_addrs().collect();
+    let reals: Vec<_> = snap.reals.iter().map(|r| r.addr).collect();
+    for s in steers {
+        if let Err(e) = s.set_addresses(&owned, &reals, kernel) {
+            eprintln!("detour: XDP maps on {}: {e}", s.iface());
+        }
+    }
 }
 
 pub fn run(plan: Plan) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .map_err(|e| format!("signal handler: {e}"))?;
     let server_if = plan
         .server_if
         .clone()
@@ -121,47 +136,51 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 plan.client_if
             )
         })?;
+    let ctl = CtlServer::bind(&plan.ctl_socket)?;
+    let metrics = match plan.model.settings.metrics {
+        Some(a) => Some(Metrics::bind(a)?),
+        None => None,
+    };
 
     // MACs: wait a little for the kernel to resolve them, then go on (and keep trying).
-    let mut epoch = 1;
-    let mut missing = Vec::new();
-    let mut snap = snapshot(&plan.model, epoch, gateway, &mut missing);
+    let mut control = Control::new(
+        plan.config_path.clone(),
+        plan.model.clone(),
+        gateway,
+        plan.queues as usize,
+    );
     let t0 = Instant::now();
-    while !missing.is_empty() && t0.elapsed() < Duration::from_secs(3) {
+    while !control.missing.is_empty() && t0.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(100));
-        snap = snapshot(&plan.model, epoch, gateway, &mut missing);
+        control.rebuild();
     }
-    if !missing.is_empty() {
+    if !control.missing.is_empty() {
         eprintln!(
             "detour: no MAC yet for {}; their frames are dropped until resolved",
-            missing.join(", ")
+            control.missing.join(", ")
         );
     }
-    let mut snap = Arc::new(snap);
 
     // Steering: one XDP program per interface.
     let mut steers = Vec::new();
-    let owned: Vec<Ipv4Addr> = snap.owned_addrs().collect();
-    let reals: Vec<_> = snap.reals.iter().map(|r| r.addr).collect();
     for i in &ifaces {
-        let mut s = Steer::attach(i, None).map_err(|e| format!("XDP program on {i}: {e}"))?;
-        s.set_addresses(&owned, &reals, &kernel)
-            .map_err(|e| format!("XDP maps on {i}: {e}"))?;
+        let s = Steer::attach(i, None).map_err(|e| format!("XDP program on {i}: {e}"))?;
         eprintln!("detour: XDP steering attached to {i} in {} mode", s.mode());
         steers.push(s);
     }
+    steer_all(&mut steers, &control.snap, &kernel);
 
     // Workers.
     let (report_tx, report_rx) = crossbeam_channel::bounded::<Report>(64);
     let (start_tx, start_rx) =
         crossbeam_channel::bounded::<Result<Started, String>>(plan.queues as usize);
-    let mut queues = Vec::new();
+    let mut inboxes = Vec::new();
     let mut handles = Vec::new();
     let wstop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     for q in 0..plan.queues {
-        let inbox = Arc::new(ArrayQueue::<Arc<Snapshot>>::new(4));
-        queues.push(inbox.clone());
+        let inbox = Arc::new(ArrayQueue::<Msg>::new(8));
+        inboxes.push(inbox.clone());
         let cfg = WorkerConfig {
             macs,
             cookie_secret: random_secret(),
@@ -177,7 +196,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
             ifaces: ifaces.clone(),
             io: plan.io.clone(),
             cfg,
-            snap: snap.clone(),
+            snap: control.snap.clone(),
             inbox,
             stop: wstop.clone(),
             reports: report_tx.clone(),
@@ -198,15 +217,8 @@ pub fn run(plan: Plan) -> Result<(), String> {
     drop(report_tx);
     let mut modes = Vec::new();
     for _ in 0..plan.queues {
-        match start_rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(Ok(s)) => {
-                for (port, fd) in s.fds.iter().enumerate() {
-                    steers[port]
-                        .set_socket(s.worker as u32, *fd)
-                        .map_err(|e| format!("XSKMAP {}: {e}", ifaces[port]))?;
-                }
-                modes.push(s.mode);
-            }
+        let started = match start_rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 wstop.store(true, Ordering::Relaxed);
                 return Err(e);
@@ -215,41 +227,111 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 wstop.store(true, Ordering::Relaxed);
                 return Err("a worker did not start within 15 s".into());
             }
+        };
+        for (port, fd) in started.fds.iter().enumerate() {
+            steers[port]
+                .set_socket(started.worker as u32, *fd)
+                .map_err(|e| format!("XSKMAP {}: {e}", ifaces[port]))?;
         }
+        modes.push(started.mode);
     }
     eprintln!(
-        "detour: {} worker(s) on {} (AF_XDP {}), config epoch {}",
+        "detour: {} worker(s) on {} (AF_XDP {}), config epoch {}, control socket {}",
         plan.queues,
         ifaces.join(" + "),
         modes.first().map_or("?".to_string(), |m| m.to_string()),
-        snap.epoch
+        control.epoch,
+        plan.ctl_socket.display()
     );
+
+    // Health checks.
+    let (health_tx, health_rx) = crossbeam_channel::unbounded::<health::Transition>();
+    let mut checker = health::Health::start(health::targets(&control.model), health_tx);
 
     // The control loop.
     let started = Instant::now();
     let mut last_summary = Instant::now();
     let mut last_neigh = Instant::now();
-    let mut latest: Vec<Option<Report>> = (0..plan.queues).map(|_| None).collect();
+    let mut last_conns = Instant::now();
     let mut prev_total = Counters::default();
     let mut interval = Histogram::<u64>::new(3).expect("3 significant digits");
+    let push = |inboxes: &[Arc<ArrayQueue<Msg>>], snap: &Arc<Snapshot>| {
+        for q in inboxes {
+            q.force_push(Msg::Snapshot(snap.clone()));
+        }
+    };
     while !stop.load(Ordering::Relaxed) && plan.duration.is_none_or(|d| started.elapsed() < d) {
-        drain(&report_rx, &mut latest, &mut interval);
+        while let Ok(r) = report_rx.try_recv() {
+            let _ = interval.add(&r.hist);
+            control.report(r);
+        }
+        let mut changed = false;
+        while let Ok(t) = health_rx.try_recv() {
+            let at = t.at.saturating_duration_since(started).as_secs_f64();
+            if t.up {
+                eprintln!("detour: [{at:.1}s] real {} back in service: {}", t.addr, t.reason);
+            } else {
+                eprintln!(
+                    "detour: [{at:.1}s] real {} failed: {} (detected in {} ms)",
+                    t.addr,
+                    t.reason,
+                    t.detection.as_millis()
+                );
+            }
+            changed |= control.health(t.addr, t.up);
+        }
+        let mut config_changed = false;
+        if hup.swap(false, Ordering::Relaxed) {
+            let o = control.reload();
+            eprint!("detour: SIGHUP: {}", o.answer);
+            config_changed |= o.changed;
+        }
+        ctl.poll(|line| {
+            if matches!(
+                line.split_whitespace().collect::<Vec<_>>().as_slice(),
+                ["show", "health"]
+            ) {
+                return show_health(&checker);
+            }
+            let o = control.command(line);
+            config_changed |= o.changed;
+            o.answer
+        });
+        if config_changed {
+            checker.update(health::targets(&control.model));
+            if checker.ignored() > 0 {
+                eprintln!("detour: {} health check(s) not started (see `show health`)", checker.ignored());
+            }
+            changed = true;
+        }
+        if changed {
+            steer_all(&mut steers, &control.snap, &kernel);
+            push(&inboxes, &control.snap);
+        }
+        if let Some(m) = &metrics {
+            m.poll(|| control.prometheus());
+        }
         if last_neigh.elapsed() >= Duration::from_secs(2) {
             last_neigh = Instant::now();
-            let fresh = snapshot(&plan.model, epoch + 1, gateway, &mut missing);
-            if macs_of(&fresh) != macs_of(&snap) {
-                epoch += 1;
-                snap = Arc::new(fresh);
-                for q in &queues {
-                    q.force_push(snap.clone());
-                }
-                eprintln!("detour: neighbours changed; snapshot epoch {epoch} sent to the workers");
+            if control.refresh_neighbours() {
+                push(&inboxes, &control.snap);
+                eprintln!(
+                    "detour: neighbours changed; snapshot epoch {} sent to the workers",
+                    control.epoch
+                );
+            }
+        }
+        if last_conns.elapsed() >= Duration::from_millis(500) {
+            last_conns = Instant::now();
+            let conns = Arc::new(control.active_conns());
+            for q in &inboxes {
+                let _ = q.push(Msg::Conns(control.epoch, conns.clone()));
             }
         }
         if last_summary.elapsed() >= plan.summary {
             let secs = last_summary.elapsed().as_secs_f64();
             last_summary = Instant::now();
-            let total = sum(&latest);
+            let total = control.totals().counters;
             println!(
                 "{}",
                 summary_line(
@@ -258,43 +340,51 @@ pub fn run(plan: Plan) -> Result<(), String> {
                     &prev_total,
                     &total,
                     &interval,
-                    &latest
+                    &control
                 )
             );
             prev_total = total;
             interval.reset();
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     wstop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
     }
-    drain(&report_rx, &mut latest, &mut interval);
-    let total = sum(&latest);
+    while let Ok(r) = report_rx.try_recv() {
+        control.report(r);
+    }
+    checker.stop();
+    let total = control.totals().counters;
     println!(
         "detour: stopped after {:.1}s; totals: {}",
         started.elapsed().as_secs_f64(),
         totals_line(&total)
     );
     drop(steers);
+    drop(ctl);
     Ok(())
 }
 
-fn drain(rx: &Receiver<Report>, latest: &mut [Option<Report>], interval: &mut Histogram<u64>) {
-    while let Ok(r) = rx.try_recv() {
-        let _ = interval.add(&r.hist);
-        let w = r.worker;
-        latest[w] = Some(r);
+fn show_health(h: &health::Health) -> String {
+    let mut o = String::new();
+    for s in h.status() {
+        o.push_str(&format!(
+            "{:<21} {:<4} for {:<8} checks {} failures {} transitions {}  last: {}\n",
+            s.addr,
+            if s.up { "up" } else { "down" },
+            crate::control::fmt_dur(s.since.elapsed()),
+            s.checks,
+            s.failures,
+            s.transitions,
+            s.last
+        ));
     }
-}
-
-fn sum(latest: &[Option<Report>]) -> Counters {
-    let mut t = Counters::default();
-    for r in latest.iter().flatten() {
-        t.add(&r.counters);
+    if o.is_empty() {
+        o.push_str("no health checks configured\n");
     }
-    t
+    o
 }
 
 fn rate(now: u64, before: u64, secs: f64) -> String {
@@ -314,15 +404,15 @@ fn summary_line(
     a: &Counters,
     b: &Counters,
     h: &Histogram<u64>,
-    latest: &[Option<Report>],
+    c: &Control,
 ) -> String {
-    let per_worker: Vec<String> = latest
+    let per_worker: Vec<String> = c
+        .worker_rx()
         .iter()
         .enumerate()
-        .map(|(i, r)| format!("w{i}:{}", r.as_ref().map_or(0, |r| r.counters.rx)))
+        .map(|(i, n)| format!("w{i}:{n}"))
         .collect();
-    let epoch = latest.iter().flatten().map(|r| r.epoch).max().unwrap_or(0);
-    let batches: u64 = latest.iter().flatten().map(|r| r.batches).sum();
+    let epoch = c.worker_epochs().into_iter().min().unwrap_or(0);
     format!(
         "[{:>6.1}s] rx {}/s tx {}/s | redirects {}/s syn-acks {}/s | to-real {}/s to-client {}/s | drops {}/s | batch p50 {}us p99 {}us ({} batches) | frames {} | epoch {}",
         up.as_secs_f64(),
@@ -335,7 +425,7 @@ fn summary_line(
         rate(b.drops(), a.drops(), secs),
         h.value_at_quantile(0.5) / 1000,
         h.value_at_quantile(0.99) / 1000,
-        batches,
+        h.len(),
         per_worker.join(" "),
         epoch
     )
@@ -388,9 +478,36 @@ struct WorkerCtx {
     io: IoConfig,
     cfg: WorkerConfig,
     snap: Arc<Snapshot>,
-    inbox: Arc<ArrayQueue<Arc<Snapshot>>>,
+    inbox: Arc<ArrayQueue<Msg>>,
     stop: Arc<AtomicBool>,
     reports: Sender<Report>,
+}
+
+fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
+    let s = w.snapshot();
+    Report {
+        worker: id,
+        counters: w.counters().clone(),
+        batches,
+        hist,
+        epoch: s.epoch,
+        reals: s
+            .reals
+            .iter()
+            .map(|r| r.addr)
+            .zip(w.real_counters().iter().copied())
+            .collect(),
+        urls: s
+            .urls
+            .iter()
+            .zip(w.redirects_by_url())
+            .map(|(u, n)| (u.id.clone(), u.implicit, *n))
+            .collect(),
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }
 
 fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
@@ -414,14 +531,21 @@ fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     }));
     let one_armed = names.len() == 1;
     let mut w = Worker::new(ctx.cfg, ctx.snap);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+    let mut hist = new_hist();
     let mut batches = 0u64;
     let mut last_report = Instant::now();
     let port_of = |p: usize| if p == 0 { CLIENT } else { SERVER };
     while !ctx.stop.load(Ordering::Relaxed) {
         // New configuration is picked up between batches only.
-        while let Some(s) = ctx.inbox.pop() {
-            w.install_at(s, now_ms());
+        while let Some(m) = ctx.inbox.pop() {
+            match m {
+                Msg::Snapshot(s) => w.install_at(s, now_ms()),
+                Msg::Conns(epoch, c) => {
+                    if epoch == w.snapshot().epoch {
+                        w.set_conns(&c);
+                    }
+                }
+            }
         }
         let t = Instant::now();
         let now = now_ms();
@@ -438,28 +562,13 @@ fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         }
         if last_report.elapsed() >= Duration::from_millis(500) {
             last_report = Instant::now();
-            let r = Report {
-                worker: ctx.id,
-                counters: w.counters().clone(),
-                batches,
-                hist: std::mem::replace(
-                    &mut hist,
-                    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds"),
-                ),
-                epoch: w.snapshot().epoch,
-            };
-            let _ = ctx.reports.try_send(r);
+            let h = std::mem::replace(&mut hist, new_hist());
+            let _ = ctx.reports.try_send(report(ctx.id, &w, batches, h));
         }
         if st.rx == 0 {
             // Idle: sleep in poll() rather than spin against the kernel's receive work.
             io.wait(10);
         }
     }
-    let _ = ctx.reports.try_send(Report {
-        worker: ctx.id,
-        counters: w.counters().clone(),
-        batches,
-        hist,
-        epoch: w.snapshot().epoch,
-    });
+    let _ = ctx.reports.try_send(report(ctx.id, &w, batches, hist));
 }

@@ -1,0 +1,996 @@
+//! Health checks of the reals, run for the control thread through the kernel's own sockets
+//! (the XDP program passes the director's own traffic to the kernel).
+//!
+//! [`targets`] says which checks a model asks for; [`Health::start`] runs them, one thread per
+//! target (at most [`MAX_TARGETS`] threads), each at its own interval with never more than
+//! one check in flight. Every target starts up; `fall` consecutive failures send a Down
+//! [`Transition`], then `rise` consecutive successes an Up one, on the channel the control
+//! thread drains. [`Health::update`] swaps in a new target list keeping the state of the
+//! unchanged ones. Nothing here logs: the control thread reports the transitions.
+//!
+//! - `tcp`: `TcpStream::connect_timeout(addr, timeout)`.
+//! - `http`: connect, send `GET <path> HTTP/1.0` (with `Host`, `User-Agent: detour-health`,
+//!   `Connection: close`), read until the server closes, 4 KiB or the timeout, and compare
+//!   the status of the line `HTTP/1.x NNN` with `expect`. The whole check (connect, write,
+//!   read) is bounded by `timeout`.
+//!
+//! Stopping: the threads sleep on a channel that is disconnected to stop them, and read and
+//! write in slices of [`SLICE`], so a stop is seen at once between checks and within a slice
+//! during one. The one wait std cannot interrupt is the kernel's connect (a real that drops
+//! SYNs): a thread blocked there is waited for up to [`STOP_WAIT`], then detached; it exits on
+//! its own when the connect gives up (within the check's timeout) and sends nothing more.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use detour_config::lang::{HealthCheck, HealthKind};
+use detour_config::model::Model;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Most targets checked at once (one thread each); further targets are not checked and are
+/// counted by [`Health::ignored`].
+pub const MAX_TARGETS: usize = 1024;
+/// Longest a checking thread reads or writes before looking whether it is asked to stop.
+pub const SLICE: Duration = Duration::from_millis(20);
+/// Longest [`Health::stop`] (and [`Health::update`], for removed targets) waits for a thread
+/// before detaching it (only a thread blocked in the kernel's connect can take that long).
+pub const STOP_WAIT: Duration = Duration::from_millis(100);
+/// Most bytes of a response read by an HTTP check.
+pub const MAX_RESPONSE: usize = 4096;
+/// Shortest interval and timeout used, whatever the check says (the language allows 10ms).
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// Stack of a checking thread: a check needs a 4 KiB buffer and a few strings.
+const STACK: usize = 128 * 1024;
+
+/// One health check to run: a real's address and its check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddrV4,
+    pub check: HealthCheck,
+}
+
+/// Which checks apply to a model: one target per real with a check (its own, else the
+/// default `health-check all`), kind `none` excluded (a real's own `none` overrides the
+/// default). In the model's order of reals.
+pub fn targets(model: &Model) -> Vec<Target> {
+    model
+        .reals
+        .iter()
+        .filter_map(|r| {
+            let check = r
+                .health
+                .as_ref()
+                .or(model.settings.default_health.as_ref())?;
+            (check.kind != HealthKind::None).then(|| Target {
+                addr: r.addr,
+                check: check.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A real went down or came back.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub addr: SocketAddrV4,
+    pub up: bool,
+    /// Down: the last failure (`connect: Connection refused`, `timeout after 500ms`,
+    /// `HTTP 503, expected 200`, …). Up: `2 checks passed`.
+    pub reason: String,
+    pub at: Instant,
+    /// From the start of the first check of the run that caused the transition (the first
+    /// failed one for a Down, the first passed one for an Up) to `at`: for a Down, the
+    /// failover detection time.
+    pub detection: Duration,
+}
+
+/// The state of one target, as [`Health::status`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub addr: SocketAddrV4,
+    pub up: bool,
+    /// Consecutive passed checks (0 after a failure).
+    pub ok_streak: u32,
+    /// Consecutive failed checks (0 after a pass).
+    pub fail_streak: u32,
+    /// The last check's result: `connected`, `HTTP 200`, a failure reason, or
+    /// `not checked yet`.
+    pub last: String,
+    pub checks: u64,
+    pub failures: u64,
+    pub transitions: u64,
+    /// The last transition, or the start of checking.
+    pub since: Instant,
+}
+
+/// The running health checks.
+pub struct Health {
+    checkers: Vec<Checker>,
+    tx: Sender<Transition>,
+    limit: usize,
+    ignored: usize,
+}
+
+/// One target's thread and what it shares with [`Health`].
+struct Checker {
+    target: Target,
+    status: Arc<Mutex<Status>>,
+    /// Never sent on: dropping it tells the thread to stop.
+    stop: Option<Sender<()>>,
+    /// Never sent on: disconnected when the thread's function returns.
+    done: Receiver<()>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Health {
+    /// Start checking. Every target starts up (no transition is sent for the initial state).
+    /// A second target for an address already listed is ignored, as are targets beyond
+    /// [`MAX_TARGETS`] (see [`Health::ignored`]).
+    pub fn start(targets: Vec<Target>, tx: Sender<Transition>) -> Health {
+        Health::with_limit(targets, tx, MAX_TARGETS)
+    }
+
+    fn with_limit(targets: Vec<Target>, tx: Sender<Transition>, limit: usize) -> Health {
+        let mut h = Health {
+            checkers: Vec::new(),
+            tx,
+            limit,
+            ignored: 0,
+        };
+        h.update(targets);
+        h
+    }
+
+    /// Replace the targets: those whose (addr, check) are unchanged keep their thread, state
+    /// and streaks; the others stop (a changed check counts as removed and added); new ones
+    /// start up, without a transition, whatever state the control thread last had for that
+    /// address. Transitions that removed targets queued before this returns stay in the
+    /// channel; none are sent after.
+    pub fn update(&mut self, targets: Vec<Target>) {
+        let mut old: HashMap<SocketAddrV4, Checker> = self
+            .checkers
+            .drain(..)
+            .map(|c| (c.target.addr, c))
+            .collect();
+        let mut seen = HashMap::new();
+        let mut keep = Vec::new();
+        let mut new = Vec::new();
+        self.ignored = 0;
+        for t in targets {
+            if seen.insert(t.addr, ()).is_some() {
+                self.ignored += 1;
+                continue;
+            }
+            if keep.len() + new.len() >= self.limit {
+                self.ignored += 1;
+                continue;
+            }
+            match old.remove(&t.addr) {
+                Some(c) if c.target == t => keep.push(c),
+                Some(c) => {
+                    // Changed check: the old thread goes, a fresh one starts.
+                    old.insert(t.addr, c);
+                    new.push(t);
+                }
+                None => new.push(t),
+            }
+        }
+        // Stop the removed ones before starting replacements, so one address never has two
+        // threads sending transitions for long.
+        stop_all(old.into_values().collect());
+        for t in new {
+            match Checker::spawn(t, self.tx.clone()) {
+                Ok(c) => keep.push(c),
+                Err(_) => self.ignored += 1,
+            }
+        }
+        keep.sort_by_key(|c| c.target.addr);
+        self.checkers = keep;
+    }
+
+    /// Every checked target's state, sorted by address.
+    pub fn status(&self) -> Vec<Status> {
+        self.checkers
+            .iter()
+            .map(|c| lock(&c.status).clone())
+            .collect()
+    }
+
+    /// Targets of the last `start`/`update` that are not checked: a duplicate address, beyond
+    /// [`MAX_TARGETS`], or the thread could not be created.
+    pub fn ignored(&self) -> usize {
+        self.ignored
+    }
+
+    /// Stop every checking thread and join it (all within about [`SLICE`]; see the module
+    /// documentation for a connect that std cannot interrupt). Idempotent; also done on drop.
+    pub fn stop(&mut self) {
+        stop_all(std::mem::take(&mut self.checkers));
+    }
+}
+
+impl Drop for Health {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Checker {
+    fn spawn(target: Target, tx: Sender<Transition>) -> io::Result<Checker> {
+        let status = Arc::new(Mutex::new(Status {
+            addr: target.addr,
+            up: true,
+            ok_streak: 0,
+            fail_streak: 0,
+            last: "not checked yet".to_string(),
+            checks: 0,
+            failures: 0,
+            transitions: 0,
+            since: Instant::now(),
+        }));
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        let (t, s) = (target.clone(), status.clone());
+        let handle = thread::Builder::new()
+            .name(format!("health {}", target.addr))
+            .stack_size(STACK)
+            .spawn(move || {
+                let _done = done_tx;
+                run(&t, &s, &stop_rx, &tx);
+            })?;
+        Ok(Checker {
+            target,
+            status,
+            stop: Some(stop_tx),
+            done: done_rx,
+            handle: Some(handle),
+        })
+    }
+}
+
+/// Tell all to stop, then wait for each (together at most [`STOP_WAIT`]) and join it; a
+/// thread still blocked in connect after that is detached.
+fn stop_all(mut checkers: Vec<Checker>) {
+    for c in &mut checkers {
+        c.stop = None;
+    }
+    let deadline = Instant::now() + STOP_WAIT;
+    for mut c in checkers {
+        if let Err(RecvTimeoutError::Disconnected) = c.done.recv_deadline(deadline) {
+            if let Some(h) = c.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn lock(s: &Mutex<Status>) -> MutexGuard<'_, Status> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn stopped(stop: &Receiver<()>) -> bool {
+    matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
+}
+
+/// A check's result.
+enum Outcome {
+    Pass(String),
+    Fail(String),
+    /// Asked to stop mid-check.
+    Stopped,
+}
+
+/// One target's thread: check, update the status, send transitions, sleep until the next
+/// check (on the stop channel, so a stop wakes it at once).
+fn run(t: &Target, status: &Mutex<Status>, stop: &Receiver<()>, tx: &Sender<Transition>) {
+    let interval = t.check.interval.max(MIN_INTERVAL);
+    let rise = t.check.rise.max(1);
+    let fall = t.check.fall.max(1);
+    // Start of the first check of the current run of passes or failures.
+    let mut run_start = Instant::now();
+    let mut next = Instant::now();
+    loop {
+        if let Err(RecvTimeoutError::Disconnected) | Ok(()) = stop.recv_deadline(next) {
+            return;
+        }
+        let started = Instant::now();
+        let (pass, text) = match check(t, started, stop) {
+            Outcome::Pass(s) => (true, s),
+            Outcome::Fail(s) => (false, s),
+            Outcome::Stopped => return,
+        };
+        let now = Instant::now();
+        let mut s = lock(status);
+        s.checks += 1;
+        let mut transition = None;
+        if pass {
+            s.ok_streak += 1;
+            s.fail_streak = 0;
+            if s.ok_streak == 1 {
+                run_start = started;
+            }
+            if !s.up && s.ok_streak >= rise {
+                let reason = if rise == 1 {
+                    "1 check passed".to_string()
+                } else {
+                    format!("{rise} checks passed")
+                };
+                transition = Some((true, reason));
+            }
+        } else {
+            s.failures += 1;
+            s.fail_streak += 1;
+            s.ok_streak = 0;
+            if s.fail_streak == 1 {
+                run_start = started;
+            }
+            if s.up && s.fail_streak >= fall {
+                transition = Some((false, text.clone()));
+            }
+        }
+        s.last = text;
+        if let Some((up, reason)) = transition {
+            s.up = up;
+            s.transitions += 1;
+            s.since = now;
+            drop(s);
+            if !stopped(stop) {
+                let _ = tx.send(Transition {
+                    addr: t.addr,
+                    up,
+                    reason,
+                    at: now,
+                    detection: now.saturating_duration_since(run_start),
+                });
+            }
+        } else {
+            drop(s);
+        }
+        // Keep to the schedule; after a check that overran it, the next one starts at once
+        // (still one at a time).
+        next = (next + interval).max(Instant::now());
+    }
+}
+
+/// Run one check, started at `started`, bounded by the check's timeout.
+fn check(t: &Target, started: Instant, stop: &Receiver<()>) -> Outcome {
+    let timeout = t.check.timeout.max(MIN_TIMEOUT);
+    let deadline = started + timeout;
+    let timed_out = || format!("timeout after {}", fmt_duration(timeout));
+    let (path, expect) = match &t.check.kind {
+        HealthKind::None => return Outcome::Pass("not checked".to_string()),
+        HealthKind::Tcp => (None, 0),
+        HealthKind::Http { path, expect } => (Some(path.as_str()), *expect),
+    };
+    // The only wait std cannot interrupt (see the module documentation).
+    let stream = match TcpStream::connect_timeout(&SocketAddr::V4(t.addr), timeout) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            return Outcome::Fail(format!("connect: {}", timed_out()))
+        }
+        Err(e) => return Outcome::Fail(format!("connect: {}", os_message(&e))),
+    };
+    let Some(path) = path else {
+        return Outcome::Pass("connected".to_string());
+    };
+    if stopped(stop) {
+        return Outcome::Stopped;
+    }
+    if path.is_empty() || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Outcome::Fail(format!("invalid path {path:?}"));
+    }
+    let _ = stream.set_nodelay(true);
+    let request = http_request(t.addr, path);
+    match write_all(&stream, request.as_bytes(), deadline, stop) {
+        Ok(()) => {}
+        Err(Cut::Stopped) => return Outcome::Stopped,
+        Err(Cut::Timeout) => return Outcome::Fail(timed_out()),
+        Err(Cut::Io(e)) => return Outcome::Fail(format!("send: {}", os_message(&e))),
+    }
+    let mut buf = [0u8; MAX_RESPONSE];
+    let mut len = 0;
+    // Read until the server closes, the buffer is full or the deadline; a status line
+    // already complete decides even when the rest does not come.
+    while len < buf.len() {
+        let now = Instant::now();
+        if now >= deadline {
+            if status_line_complete(&buf[..len]) {
+                break;
+            }
+            return Outcome::Fail(if len == 0 {
+                format!("{} (no response)", timed_out())
+            } else {
+                format!("{} (incomplete status line)", timed_out())
+            });
+        }
+        if stopped(stop) {
+            return Outcome::Stopped;
+        }
+        if stream
+            .set_read_timeout(Some((deadline - now).clamp(MIN_TIMEOUT, SLICE)))
+            .is_err()
+        {
+            return Outcome::Fail("set read timeout failed".to_string());
+        }
+        match (&stream).read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if retry(&e) => {}
+            Err(_) if status_line_complete(&buf[..len]) => break,
+            Err(e) => return Outcome::Fail(format!("receive: {}", os_message(&e))),
+        }
+    }
+    parse_status(&buf[..len], expect)
+}
+
+/// `GET <path> HTTP/1.0` with the address as `Host` (with `:port` when not 80).
+fn http_request(addr: SocketAddrV4, path: &str) -> String {
+    let host = if addr.port() == 80 {
+        addr.ip().to_string()
+    } else {
+        addr.to_string()
+    };
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: detour-health\r\nConnection: close\r\n\r\n"
+    )
+}
+
+enum Cut {
+    Stopped,
+    Timeout,
+    Io(io::Error),
+}
+
+fn write_all(
+    mut stream: &TcpStream,
+    mut data: &[u8],
+    deadline: Instant,
+    stop: &Receiver<()>,
+) -> Result<(), Cut> {
+    while !data.is_empty() {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Cut::Timeout);
+        }
+        if stopped(stop) {
+            return Err(Cut::Stopped);
+        }
+        stream
+            .set_write_timeout(Some((deadline - now).clamp(MIN_TIMEOUT, SLICE)))
+            .map_err(Cut::Io)?;
+        match stream.write(data) {
+            Ok(0) => return Err(Cut::Io(io::ErrorKind::WriteZero.into())),
+            Ok(n) => data = &data[n..],
+            Err(e) if retry(&e) => {}
+            Err(e) => return Err(Cut::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A slice's timeout or a signal: look at the deadline and the stop channel, then go on.
+fn retry(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn status_line_complete(data: &[u8]) -> bool {
+    data.contains(&b'\n')
+}
+
+/// The verdict on a response: its status line must be `HTTP/1.x NNN` (then a space and a
+/// reason, or the line's end) and NNN must be `expect`.
+fn parse_status(data: &[u8], expect: u16) -> Outcome {
+    if data.is_empty() {
+        return Outcome::Fail("connection closed without a response".to_string());
+    }
+    let line = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => &data[..i],
+        None if data.len() >= MAX_RESPONSE => {
+            return Outcome::Fail(format!("no status line in the first {MAX_RESPONSE} bytes"))
+        }
+        // The server closed after a line without its end.
+        None => data,
+    };
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let well_formed = line.len() >= 12
+        && line.starts_with(b"HTTP/1.")
+        && line[7].is_ascii_digit()
+        && line[8] == b' '
+        && line[9..12].iter().all(u8::is_ascii_digit)
+        && (line.len() == 12 || line[12] == b' ');
+    if !well_formed {
+        let shown: String = String::from_utf8_lossy(line).chars().take(64).collect();
+        return Outcome::Fail(format!("malformed status line {shown:?}"));
+    }
+    let code = line[9..12]
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if code == expect {
+        Outcome::Pass(format!("HTTP {code}"))
+    } else {
+        Outcome::Fail(format!("HTTP {code}, expected {expect}"))
+    }
+}
+
+/// An I/O error's text without std's ` (os error N)` suffix: `Connection refused`.
+fn os_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// As the config language writes durations: `2s`, `500ms`.
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms >= 1000 && ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else if ms > 0 {
+        format!("{ms}ms")
+    } else {
+        format!("{}us", d.as_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::Receiver;
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn tcp(interval_ms: u32, timeout_ms: u32, rise: u32, fall: u32) -> HealthCheck {
+        HealthCheck {
+            kind: HealthKind::Tcp,
+            interval: interval_ms * MS,
+            timeout: timeout_ms * MS,
+            rise,
+            fall,
+        }
+    }
+
+    fn http(path: &str, interval_ms: u32, timeout_ms: u32, rise: u32, fall: u32) -> HealthCheck {
+        HealthCheck {
+            kind: HealthKind::Http {
+                path: path.to_string(),
+                expect: 200,
+            },
+            ..tcp(interval_ms, timeout_ms, rise, fall)
+        }
+    }
+
+    fn local(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn listen() -> (TcpListener, SocketAddrV4) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(a) = l.local_addr().unwrap() else {
+            unreachable!()
+        };
+        (l, a)
+    }
+
+    /// An address where nothing listens (connect is refused).
+    fn dead() -> SocketAddrV4 {
+        listen().1
+    }
+
+    fn status_of(h: &Health, a: SocketAddrV4) -> Status {
+        h.status().into_iter().find(|s| s.addr == a).unwrap()
+    }
+
+    fn next(rx: &Receiver<Transition>, within: Duration) -> Transition {
+        rx.recv_timeout(within)
+            .unwrap_or_else(|e| panic!("no transition within {within:?}: {e}"))
+    }
+
+    fn quiet(rx: &Receiver<Transition>, for_: Duration) {
+        if let Ok(t) = rx.recv_timeout(for_) {
+            panic!("unexpected transition {t:?}");
+        }
+    }
+
+    /// Waits (bounded) until `f` holds.
+    fn wait_for(what: &str, within: Duration, f: impl Fn() -> bool) {
+        let end = Instant::now() + within;
+        while !f() {
+            assert!(Instant::now() < end, "{what} not within {within:?}");
+            thread::sleep(5 * MS);
+        }
+    }
+
+    /// A tiny HTTP server: answers each request with `code` (0: accepts and never answers).
+    struct Server {
+        addr: SocketAddrV4,
+        code: Arc<AtomicU16>,
+        accepted: Arc<AtomicUsize>,
+        last_request: Arc<Mutex<String>>,
+        quit: Arc<AtomicBool>,
+        handle: Option<JoinHandle<()>>,
+    }
+
+    impl Server {
+        fn new(code: u16) -> Server {
+            let (l, addr) = listen();
+            let code = Arc::new(AtomicU16::new(code));
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let last_request = Arc::new(Mutex::new(String::new()));
+            let quit = Arc::new(AtomicBool::new(false));
+            let (c, n, r, q) = (
+                code.clone(),
+                accepted.clone(),
+                last_request.clone(),
+                quit.clone(),
+            );
+            let handle = thread::spawn(move || {
+                let mut silent = Vec::new();
+                for s in l.incoming() {
+                    if q.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut s) = s else { continue };
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let code = c.load(Ordering::SeqCst);
+                    if code == 0 {
+                        silent.push(s);
+                        continue;
+                    }
+                    s.set_read_timeout(Some(1000 * MS)).unwrap();
+                    let mut req = Vec::new();
+                    let mut b = [0u8; 512];
+                    while !req.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => req.extend_from_slice(&b[..k]),
+                        }
+                    }
+                    *r.lock().unwrap() = String::from_utf8_lossy(&req).into_owned();
+                    let _ = write!(s, "HTTP/1.0 {code} Whatever\r\nContent-Length: 2\r\n\r\nhi");
+                }
+            });
+            Server {
+                addr,
+                code,
+                accepted,
+                last_request,
+                quit,
+                handle: Some(handle),
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.quit.store(true, Ordering::SeqCst);
+            // Wake the accept.
+            let _ = TcpStream::connect_timeout(&SocketAddr::V4(self.addr), 1000 * MS);
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    #[test]
+    fn tcp_down_after_fall_failures_and_up_after_rise() {
+        let (l, a) = listen();
+        let (interval, rise, fall) = (150 * MS, 2, 3);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let h = Health::start(
+            vec![Target {
+                addr: a,
+                check: tcp(150, 100, rise, fall),
+            }],
+            tx,
+        );
+        quiet(&rx, 500 * MS);
+        let s = status_of(&h, a);
+        assert!(s.up && s.checks >= 3 && s.failures == 0, "{s:?}");
+        assert_eq!(s.last, "connected");
+
+        drop(l);
+        let t = next(&rx, 2000 * MS);
+        let s = status_of(&h, a);
+        assert!(!t.up, "{t:?}");
+        assert_eq!(t.addr, a);
+        assert!(t.reason.contains("refused"), "{t:?}");
+        assert_eq!(t.reason, "connect: Connection refused");
+        // Exactly `fall` failures: the first and the last are (fall-1) intervals apart.
+        let min = interval * (fall - 1);
+        assert!(
+            t.detection >= min - 10 * MS && t.detection < min + interval / 2,
+            "{t:?}"
+        );
+        assert!(
+            !s.up && s.failures == u64::from(fall) && s.transitions == 1,
+            "{s:?}"
+        );
+        assert_eq!(s.fail_streak, fall);
+
+        let _l = TcpListener::bind(SocketAddr::V4(a)).unwrap();
+        let t = next(&rx, 2000 * MS);
+        assert!(t.up, "{t:?}");
+        assert_eq!(t.reason, "2 checks passed");
+        assert!(
+            t.detection >= interval * (rise - 1) - 10 * MS && t.detection < interval * rise,
+            "{t:?}"
+        );
+        let s = status_of(&h, a);
+        assert!(s.up && s.ok_streak >= rise && s.transitions == 2, "{s:?}");
+        assert_eq!(s.failures, u64::from(fall));
+    }
+
+    #[test]
+    fn http_status_and_timeout() {
+        let srv = Server::new(200);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let h = Health::start(
+            vec![Target {
+                addr: srv.addr,
+                check: http("/health", 100, 100, 2, 2),
+            }],
+            tx,
+        );
+        quiet(&rx, 400 * MS);
+        let s = status_of(&h, srv.addr);
+        assert!(s.up && s.checks >= 2 && s.failures == 0, "{s:?}");
+        assert_eq!(s.last, "HTTP 200");
+        assert_eq!(
+            *srv.last_request.lock().unwrap(),
+            format!(
+                "GET /health HTTP/1.0\r\nHost: {}\r\nUser-Agent: detour-health\r\n\
+                 Connection: close\r\n\r\n",
+                srv.addr
+            )
+        );
+
+        srv.code.store(503, Ordering::SeqCst);
+        let t = next(&rx, 2000 * MS);
+        assert!(!t.up, "{t:?}");
+        assert_eq!(t.reason, "HTTP 503, expected 200");
+
+        srv.code.store(200, Ordering::SeqCst);
+        let t = next(&rx, 2000 * MS);
+        assert!(t.up, "{t:?}");
+
+        // Accepts, never answers: a timeout, detected within timeout + a little.
+        srv.code.store(0, Ordering::SeqCst);
+        let t = next(&rx, 2000 * MS);
+        assert!(!t.up, "{t:?}");
+        assert_eq!(t.reason, "timeout after 100ms (no response)");
+        // fall 2: one interval between the two failed checks, then the second's timeout.
+        assert!(
+            t.detection >= 200 * MS - 10 * MS && t.detection < 200 * MS + 100 * MS,
+            "{t:?}"
+        );
+        drop(h);
+        assert!(srv.accepted.load(Ordering::SeqCst) >= 6);
+    }
+
+    #[test]
+    fn http_timeout_with_fall_one() {
+        let srv = Server::new(0);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let _h = Health::start(
+            vec![Target {
+                addr: srv.addr,
+                check: http("/", 200, 150, 1, 1),
+            }],
+            tx,
+        );
+        let t = next(&rx, 1000 * MS);
+        assert!(!t.up);
+        assert!(t.reason.starts_with("timeout after 150ms"), "{t:?}");
+        assert!(
+            t.detection >= 150 * MS && t.detection < 150 * MS + 100 * MS,
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn update_keeps_unchanged_targets() {
+        let (_la, a) = listen();
+        let b = dead();
+        let (_lc, c) = listen();
+        let check = tcp(50, 50, 2, 2);
+        let target = |addr| Target {
+            addr,
+            check: check.clone(),
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut h = Health::start(vec![target(a), target(b)], tx);
+        let t = next(&rx, 1000 * MS);
+        assert!(!t.up && t.addr == b, "{t:?}");
+        let before = status_of(&h, b);
+
+        h.update(vec![target(b), target(a), target(c)]);
+        assert_eq!(h.status().len(), 3);
+        quiet(&rx, 400 * MS);
+        let sb = status_of(&h, b);
+        assert!(!sb.up && sb.transitions == 1, "{sb:?}");
+        assert!(
+            sb.checks > before.checks && sb.since == before.since,
+            "{sb:?}"
+        );
+        let sc = status_of(&h, c);
+        assert!(sc.up && sc.checks >= 2, "{sc:?}");
+        let addrs: Vec<_> = h.status().iter().map(|s| s.addr).collect();
+        let mut sorted = addrs.clone();
+        sorted.sort();
+        assert_eq!(addrs, sorted);
+
+        // Removed: stops. Changed check: starts afresh (up, no transition yet).
+        let mut changed = target(b);
+        changed.check.interval = 60 * MS;
+        h.update(vec![target(a), changed]);
+        let after = h.status();
+        assert_eq!(after.len(), 2);
+        assert!(after.iter().all(|s| s.addr != c));
+        let sb = status_of(&h, b);
+        assert!(sb.up && sb.transitions == 0 && sb.checks <= 1, "{sb:?}");
+        let t = next(&rx, 1000 * MS);
+        assert!(!t.up && t.addr == b, "{t:?}");
+        quiet(&rx, 200 * MS);
+    }
+
+    #[test]
+    fn stop_is_prompt_mid_timeout() {
+        let srv = Server::new(0);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut h = Health::start(
+            vec![Target {
+                addr: srv.addr,
+                check: http("/", 5000, 5000, 2, 2),
+            }],
+            tx,
+        );
+        wait_for("the check's connection", 2000 * MS, || {
+            srv.accepted.load(Ordering::SeqCst) == 1
+        });
+        thread::sleep(100 * MS);
+        let t0 = Instant::now();
+        h.stop();
+        let took = t0.elapsed();
+        assert!(took < 500 * MS, "stop took {took:?}");
+        assert!(h.status().is_empty());
+        h.stop();
+        drop(h);
+        // Every thread exited (joined, not detached): the channel is disconnected.
+        assert!(matches!(
+            rx.recv_timeout(100 * MS),
+            Err(RecvTimeoutError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn drop_stops_promptly() {
+        let srv = Server::new(0);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let h = Health::start(
+            vec![Target {
+                addr: srv.addr,
+                check: http("/", 5000, 5000, 2, 2),
+            }],
+            tx,
+        );
+        wait_for("the check's connection", 2000 * MS, || {
+            srv.accepted.load(Ordering::SeqCst) == 1
+        });
+        let t0 = Instant::now();
+        drop(h);
+        assert!(t0.elapsed() < 500 * MS, "drop took {:?}", t0.elapsed());
+        assert!(matches!(
+            rx.recv_timeout(100 * MS),
+            Err(RecvTimeoutError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn limits_and_duplicates() {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let (_l1, a) = listen();
+        let (_l2, b) = listen();
+        let (_l3, c) = listen();
+        let t = |addr| Target {
+            addr,
+            check: tcp(1000, 100, 2, 2),
+        };
+        let mut h = Health::with_limit(vec![t(a), t(a), t(b), t(c)], tx, 2);
+        assert_eq!(h.status().len(), 2);
+        assert_eq!(h.ignored(), 2);
+        h.update(vec![t(c)]);
+        assert_eq!(h.ignored(), 0);
+        assert_eq!(h.status().len(), 1);
+    }
+
+    #[test]
+    fn targets_from_model() {
+        let text = "real 10.0.0.1\n\
+                    real 10.0.0.2:8080\n\
+                    real 10.0.0.3\n\
+                    health-check all tcp interval 1s timeout 500ms\n\
+                    health-check 10.0.0.1 http path /hc expect 204 interval 3s rise 1 fall 5\n\
+                    health-check 10.0.0.3 none\n";
+        let model = detour_config::load(text, "t.conf").unwrap();
+        let ts = targets(&model);
+        assert_eq!(ts.len(), 2, "{ts:?}");
+        assert_eq!(ts[0].addr, "10.0.0.1:80".parse().unwrap());
+        assert_eq!(
+            ts[0].check,
+            HealthCheck {
+                kind: HealthKind::Http {
+                    path: "/hc".to_string(),
+                    expect: 204
+                },
+                interval: 3000 * MS,
+                timeout: 1000 * MS,
+                rise: 1,
+                fall: 5,
+            }
+        );
+        assert_eq!(ts[1].addr, "10.0.0.2:8080".parse().unwrap());
+        assert_eq!(ts[1].check, tcp(1000, 500, 2, 3));
+
+        // Without a default only reals with their own check; `none` as default: nothing.
+        let model = detour_config::load(
+            "real 10.0.0.1\nreal 10.0.0.2\nhealth-check 10.0.0.2 tcp\n",
+            "t",
+        )
+        .unwrap();
+        let ts = targets(&model);
+        assert_eq!(ts.len(), 1);
+        assert_eq!(ts[0].addr, "10.0.0.2:80".parse().unwrap());
+        let model = detour_config::load("real 10.0.0.1\nhealth-check all none\n", "t").unwrap();
+        assert!(targets(&model).is_empty());
+    }
+
+    #[test]
+    fn status_lines() {
+        let pass = |d: &[u8], e| match parse_status(d, e) {
+            Outcome::Pass(s) => s,
+            Outcome::Fail(s) => panic!("failed: {s}"),
+            Outcome::Stopped => unreachable!(),
+        };
+        let fail = |d: &[u8], e| match parse_status(d, e) {
+            Outcome::Fail(s) => s,
+            Outcome::Pass(s) => panic!("passed: {s}"),
+            Outcome::Stopped => unreachable!(),
+        };
+        assert_eq!(pass(b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n", 200), "HTTP 200");
+        assert_eq!(pass(b"HTTP/1.0 204\r\n", 204), "HTTP 204");
+        assert_eq!(pass(b"HTTP/1.0 200", 200), "HTTP 200");
+        assert_eq!(
+            fail(b"HTTP/1.0 404 Not Found\r\n", 200),
+            "HTTP 404, expected 200"
+        );
+        assert_eq!(fail(b"", 200), "connection closed without a response");
+        assert_eq!(
+            fail(b"SSH-2.0-OpenSSH_9.2\r\n", 200),
+            "malformed status line \"SSH-2.0-OpenSSH_9.2\""
+        );
+        assert!(fail(b"HTTP/2 200\r\n", 200).starts_with("malformed"));
+        assert!(fail(b"HTTP/1.1 2000 OK\r\n", 200).starts_with("malformed"));
+        assert!(fail(b"HTTP/1.1 20x OK\r\n", 200).starts_with("malformed"));
+        assert_eq!(
+            fail(&[b'x'; MAX_RESPONSE], 200),
+            "no status line in the first 4096 bytes"
+        );
+        assert_eq!(fmt_duration(500 * MS), "500ms");
+        assert_eq!(fmt_duration(2000 * MS), "2s");
+        assert_eq!(fmt_duration(1500 * MS), "1500ms");
+        assert_eq!(
+            http_request(local(80), "/x"),
+            "GET /x HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: detour-health\r\nConnection: close\r\n\r\n"
+        );
+    }
+}
