@@ -5,7 +5,7 @@
 use detour_config::lang::{self, Command, State};
 use detour_config::model::{load, Model};
 use detour_config::Snapshot;
-use detour_dataplane::{Counters, RealCounters};
+use detour_dataplane::{Counters, RealCounters, Reason};
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -608,7 +608,7 @@ impl Control {
         }
         let drops: Vec<String> = c
             .drops_by_reason()
-            .filter(|(_, n)| *n > 0)
+            .filter(|(r, n)| *n > 0 && *r != Reason::NothingToAnswer.name())
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         let _ = writeln!(
@@ -619,6 +619,11 @@ impl Control {
             } else {
                 drops.join(", ")
             }
+        );
+        let _ = writeln!(
+            o,
+            "  pure ACKs and RSTs the responder absorbed: {}",
+            c.dropped(Reason::NothingToAnswer)
         );
         o
     }

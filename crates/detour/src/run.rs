@@ -269,7 +269,10 @@ pub fn run(plan: Plan) -> Result<(), String> {
         while let Ok(t) = health_rx.try_recv() {
             let at = t.at.saturating_duration_since(started).as_secs_f64();
             if t.up {
-                eprintln!("detour: [{at:.1}s] real {} back in service: {}", t.addr, t.reason);
+                eprintln!(
+                    "detour: [{at:.1}s] real {} back in service: {}",
+                    t.addr, t.reason
+                );
             } else {
                 eprintln!(
                     "detour: [{at:.1}s] real {} failed: {} (detected in {} ms)",
@@ -300,7 +303,10 @@ pub fn run(plan: Plan) -> Result<(), String> {
         if config_changed {
             checker.update(health::targets(&control.model));
             if checker.ignored() > 0 {
-                eprintln!("detour: {} health check(s) not started (see `show health`)", checker.ignored());
+                eprintln!(
+                    "detour: {} health check(s) not started (see `show health`)",
+                    checker.ignored()
+                );
             }
             changed = true;
         }
