@@ -206,7 +206,8 @@ def cpu1_busy():
         if line.startswith("cpu1 "):
             v = [int(x) for x in line.split()[1:]]
             tick = os.sysconf("SC_CLK_TCK")
-            return (sum(v) - v[3] - v[4]) / tick
+            # user + nice + system + irq + softirq (not idle, iowait, steal; guest is in user)
+            return (v[0] + v[1] + v[2] + v[5] + v[6]) / tick
     return 0.0
 
 
@@ -625,6 +626,10 @@ def memory_run(syns, rate, quick):
 
 # ---------------------------------------------------------------- report
 
+def ratio(a, b):
+    return a / b if a and b else float("nan")
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -681,9 +686,15 @@ def report(meta, results, outdir):
                      f"{f'{mn:.0f}' if mn else '–'} |")
     lines.append("")
     if fwd.get("fwd_detour") is not None:
+        ov = {k: med([r["overload"]["received_pps"] for r in results[k]]) for k in fwd}
+        mn = {k: med([r["overload"]["mid_ns_per_frame"] for r in results[k]]) for k in fwd}
+        for key, name in (("fwd_dnat", "nftables DNAT"), ("fwd_kernel", "kernel routing")):
+            if key in ov:
+                lines.append(f"- under overload, detour delivers **{ratio(ov['fwd_detour'], ov[key]):.2f}x** {name}'s rate; "
+                             f"the middle's threads spend {ratio(mn['fwd_detour'], mn[key]):.2f}x its CPU per frame")
         for key, name in (("fwd_dnat", "nftables DNAT"), ("fwd_kernel", "kernel routing")):
             if fwd.get(key):
-                lines.append(f"- detour / {name}: **{fwd['fwd_detour'] / fwd[key]:.2f}x** (no-loss rate)")
+                lines.append(f"- detour / {name}: **{ratio(fwd['fwd_detour'], fwd[key]):.2f}x** (no-loss rate)")
         lines.append("")
 
     lines += ["## Redirects (wrk -t1 -c50, `Connection: close`, a new connection per request; client on CPU0)", "",
@@ -707,9 +718,9 @@ def report(meta, results, outdir):
         for key, name in (("redir_nginx", "nginx"), ("redir_haproxy", "HAProxy")):
             if key in red:
                 d, p = red["redir_detour"], red[key]
-                lines.append(f"- detour / {name}: redirects/s **{d['rps'] / p['rps']:.2f}x**; {name} spends "
-                             f"**{p['mid'] / d['mid']:.2f}x** detour's CPU per redirect in server + NAPI thread, "
-                             f"{p['cpu'] / d['cpu']:.2f}x in the server process alone, {p['cpu1'] / d['cpu1']:.2f}x of CPU1's busy time")
+                lines.append(f"- detour / {name}: redirects/s **{ratio(d['rps'], p['rps']):.2f}x**; {name} spends "
+                             f"**{ratio(p['mid'], d['mid']):.2f}x** detour's CPU per redirect in server + NAPI thread, "
+                             f"{ratio(p['cpu'], d['cpu']):.2f}x in the server process alone, {ratio(p['cpu1'], d['cpu1']):.2f}x of CPU1's busy time")
         lines.append("")
     one = {}
     for key, name in (("redir_nginx", "nginx"), ("redir_haproxy", "HAProxy"), ("redir_detour", "detour")):
