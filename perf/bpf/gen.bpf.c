@@ -5,9 +5,10 @@
 // veth: every iteration hands it a page-pool frame, which it overwrites with the next
 // template (the whole template, since the pages are recycled after the receiver may have
 // modified them) and returns XDP_TX, which the kernel turns into a transmit on that veth.
-// Rate control: a frame is sent only while sent < rate * elapsed (+ a small burst); else the
-// iteration returns XDP_DROP (the page is recycled, nothing is sent), so the syscall spins
-// at the offered rate. It also stops sending after `max_frames` or `duration_ns`; user space
+// Rate control: a token bucket (rate per second, depth `burst` frames, kept small so that a
+// stall of the generator's thread is not made up by a burst longer than a veth ring): a frame is
+// sent only when a token is there; else the iteration returns XDP_DROP (the page is recycled,
+// nothing is sent), so the syscall spins at the offered rate. It also stops sending after `max_frames` or `duration_ns`; user space
 // ends the syscall with a signal.
 //
 // `dtb_pass` returns XDP_PASS: attached in driver mode on a veth, it puts that veth in NAPI
@@ -36,6 +37,8 @@ struct cfg {
 struct state {
     __u64 start_ns;
     __u64 last_ns;
+    __u64 refill_ns;    // last token refill
+    __u64 tokens;       // frames * 1e9
     __u64 sent;
     __u64 idle;         // iterations that sent nothing (ahead of schedule or finished)
     __u64 next;         // next template index
@@ -81,11 +84,20 @@ int dtb_gen(struct xdp_md *ctx)
         return XDP_DROP;
     }
     if (c->rate_pps) {
-        __u64 allowed = (elapsed / 1000) * c->rate_pps / 1000000 + c->burst;
-        if (s->sent >= allowed) {
+        __u64 dt = now - s->refill_ns;
+        if (!s->refill_ns || dt > 1000000000ULL)
+            dt = 1000000000ULL;
+        s->refill_ns = now;
+        __u64 cap = (__u64)c->burst * 1000000000ULL;
+        __u64 tokens = s->tokens + dt * c->rate_pps;
+        if (tokens > cap)
+            tokens = cap;
+        if (tokens < 1000000000ULL) {
+            s->tokens = tokens;
             s->idle++;
             return XDP_DROP;
         }
+        s->tokens = tokens - 1000000000ULL;
     }
 
     __u32 idx = s->next;
