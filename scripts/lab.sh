@@ -30,7 +30,15 @@ down() {
     done
     for ns in "${NS[@]}"; do
         ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-        ip netns del "$ns" 2>/dev/null || true
+    done
+    for ns in "${NS[@]}"; do
+        # Retry: a namespace whose last process is still exiting can refuse deletion.
+        for _ in 1 2 3 4 5; do
+            [ -e "/run/netns/$ns" ] || break
+            ip netns del "$ns" 2>/dev/null && break
+            ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+            sleep 0.2
+        done
     done
     rm -rf /etc/netns/dt-client
 }

@@ -277,6 +277,30 @@ impl Drop for Lab {
     }
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves no load behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// Wait for it to finish by itself, at most `secs`; true when it exited with success.
+    pub fn wait_ok(&mut self, secs: u64) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            if let Ok(Some(st)) = self.0.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The lab's config (configs/lab.conf) with `extra` lines appended.
 pub fn lab_config(extra: &str) -> String {
     let base = std::fs::read_to_string(root().join("configs/lab.conf")).expect("configs/lab.conf");
