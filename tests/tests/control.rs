@@ -354,3 +354,24 @@ fn prometheus_counters_match_what_the_clients_did() {
     let s = lab.ctl_ok("show statistics");
     assert!(s.contains("redirects 30"), "{s}");
 }
+
+#[test]
+fn binding_another_sites_url_shares_the_load_between_sites() {
+    // The seed's Fig. 12: with round robin over two local reals and www.bar.com, a third of
+    // the requests go to the other site.
+    let lab = Lab::start(&lab_config(""), 1);
+    lab.ctl_ok("url bar http://www.bar.com/%d");
+    lab.ctl_ok("no bind 198.18.0.1 real3");
+    lab.ctl_ok("bind 198.18.0.1 bar");
+    let c = count(&hosts(&lab, 30));
+    assert_eq!(
+        c,
+        BTreeMap::from([
+            ("real1.lab".into(), 10),
+            ("real2.lab".into(), 10),
+            ("www.bar.com".into(), 10)
+        ]),
+        "{}",
+        lab.log_text()
+    );
+}

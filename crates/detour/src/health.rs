@@ -128,8 +128,8 @@ struct Checker {
 
 impl Health {
     /// Start checking. Every target starts up (no transition is sent for the initial state).
-    /// A second target for an address already listed is ignored, as are targets beyond
-    /// [`MAX_TARGETS`] (see [`Health::ignored`]).
+    /// A target of kind `none` is skipped (always up); a second target for an address already
+    /// listed is ignored, as are targets beyond [`MAX_TARGETS`] (see [`Health::ignored`]).
     pub fn start(targets: Vec<Target>, tx: Sender<Transition>) -> Health {
         Health::with_limit(targets, tx, MAX_TARGETS)
     }
@@ -161,6 +161,10 @@ impl Health {
         let mut new = Vec::new();
         self.ignored = 0;
         for t in targets {
+            if t.check.kind == HealthKind::None {
+                // No check: always up, nothing to run.
+                continue;
+            }
             if seen.insert(t.addr, ()).is_some() {
                 self.ignored += 1;
                 continue;
@@ -905,8 +909,11 @@ mod tests {
             addr,
             check: tcp(1000, 100, 2, 2),
         };
-        let mut h = Health::with_limit(vec![t(a), t(a), t(b), t(c)], tx, 2);
-        assert_eq!(h.status().len(), 2);
+        let mut none = t(c);
+        none.check.kind = HealthKind::None;
+        let mut h = Health::with_limit(vec![none, t(a), t(a), t(b), t(c)], tx, 2);
+        let addrs: Vec<_> = h.status().iter().map(|s| s.addr).collect();
+        assert_eq!(addrs, [a.min(b), a.max(b)]);
         assert_eq!(h.ignored(), 2);
         h.update(vec![t(c)]);
         assert_eq!(h.ignored(), 0);
