@@ -228,6 +228,23 @@ impl Lab {
         r.stdout
     }
 
+    /// Redirects detour sent since its statistics were last cleared (`show statistics`).
+    pub fn redirects_sent(&self) -> u64 {
+        let s = self.ctl_ok("show statistics");
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("responses: redirects "))
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no redirect count in\n{s}"))
+    }
+
+    /// Exact shares are only owed when every request was answered once: a request the
+    /// client retransmitted (the stateless responder cannot tell) is answered, and counted
+    /// by the rotation, again. Returns how many extra answers detour sent for `requests`.
+    pub fn extra_answers(&self, requests: u64) -> u64 {
+        std::thread::sleep(Duration::from_millis(700)); // workers report twice a second
+        self.redirects_sent().saturating_sub(requests)
+    }
+
     /// Stop or start real server `n`'s HTTP server (1-3).
     pub fn real_server(&self, n: u32, up: bool) {
         let lab = root().join("scripts/lab.sh");

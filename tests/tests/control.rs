@@ -363,15 +363,15 @@ fn binding_another_sites_url_shares_the_load_between_sites() {
     lab.ctl_ok("url bar http://www.bar.com/%d");
     lab.ctl_ok("no bind 198.18.0.1 real3");
     lab.ctl_ok("bind 198.18.0.1 bar");
+    lab.ctl_ok("clear statistics");
     let c = count(&hosts(&lab, 30));
-    assert_eq!(
-        c,
-        BTreeMap::from([
-            ("real1.lab".into(), 10),
-            ("real2.lab".into(), 10),
-            ("www.bar.com".into(), 10)
-        ]),
-        "{}",
-        lab.log_text()
-    );
+    let slack = lab.extra_answers(30) as usize;
+    for h in ["real1.lab", "real2.lab", "www.bar.com"] {
+        let n = c.get(h).copied().unwrap_or(0);
+        assert!(
+            n.abs_diff(10) <= slack,
+            "{h}: {n} of 30 (a third expected; {slack} retransmitted requests answered again): {c:?}\n{}",
+            lab.log_text()
+        );
+    }
 }
