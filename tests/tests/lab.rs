@@ -82,7 +82,7 @@ fn weighted_shares_hold_over_600_requests() {
         150,
     );
     assert!(r.ok(), "{r:?}\n{}", lab.log_text());
-    let mut n = BTreeMap::new();
+    let mut n: BTreeMap<String, usize> = BTreeMap::new();
     for l in r.stdout.lines() {
         let host = l.split('/').nth(2).unwrap_or("?").to_string();
         *n.entry(host).or_insert(0) += 1;
