@@ -58,6 +58,10 @@ enum Cmd {
         /// Frames per batch.
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// After an empty batch, keep polling the rings this long before sleeping in poll()
+        /// (0: sleep at once). Spinning costs the core's kernel receive work its time.
+        #[arg(long, env = "DETOUR_IDLE_SPIN_US", default_value_t = 0)]
+        idle_spin_us: u64,
         /// Seconds between live summary lines.
         #[arg(long, default_value_t = 5)]
         summary_secs: u64,
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
             cores,
             mode,
             batch,
+            idle_spin_us,
             summary_secs,
             duration_secs,
             ctl_socket,
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
             };
             let plan = run::Plan {
                 config_path: config.clone(),
+                idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
                 ctl_socket,
                 model,
                 client_if,

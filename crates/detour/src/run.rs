@@ -39,6 +39,8 @@ pub struct Plan {
     /// Stop by itself after this long (tests, benchmarks).
     pub duration: Option<Duration>,
     pub ctl_socket: PathBuf,
+    /// How long a worker keeps polling its rings after an empty batch before sleeping.
+    pub idle_spin: Duration,
 }
 
 /// What the control thread sends a worker.
@@ -200,6 +202,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
             inbox,
             stop: wstop.clone(),
             reports: report_tx.clone(),
+            idle_spin: plan.idle_spin,
         };
         let start_tx = start_tx.clone();
         handles.push(
@@ -487,6 +490,7 @@ struct WorkerCtx {
     inbox: Arc<ArrayQueue<Msg>>,
     stop: Arc<AtomicBool>,
     reports: Sender<Report>,
+    idle_spin: Duration,
 }
 
 fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
@@ -541,6 +545,7 @@ fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     let mut batches = 0u64;
     let mut last_report = Instant::now();
     let port_of = |p: usize| if p == 0 { CLIENT } else { SERVER };
+    let mut idle_since: Option<Instant> = None;
     while !ctx.stop.load(Ordering::Relaxed) {
         // New configuration is picked up between batches only.
         while let Some(m) = ctx.inbox.pop() {
@@ -572,8 +577,17 @@ fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
             let _ = ctx.reports.try_send(report(ctx.id, &w, batches, h));
         }
         if st.rx == 0 {
-            // Idle: sleep in poll() rather than spin against the kernel's receive work.
+            // Idle: after at most `idle_spin` of polling the rings, sleep in poll() rather
+            // than spin against the kernel's receive work on this core.
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < ctx.idle_spin {
+                std::hint::spin_loop();
+                continue;
+            }
             io.wait(10);
+            idle_since = None;
+        } else {
+            idle_since = None;
         }
     }
     let _ = ctx.reports.try_send(report(ctx.id, &w, batches, hist));
