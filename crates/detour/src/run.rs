@@ -258,12 +258,19 @@ pub fn run(plan: Plan) -> Result<(), String> {
     let mut last_conns = Instant::now();
     let mut prev_total = Counters::default();
     let mut interval = Histogram::<u64>::new(3).expect("3 significant digits");
-    let push = |inboxes: &[Arc<ArrayQueue<Msg>>], snap: &Arc<Snapshot>| {
-        for q in inboxes {
-            q.force_push(Msg::Snapshot(snap.clone()));
-        }
-    };
+    // Every snapshot handed to the workers is also held here until no worker holds it, so
+    // the last reference, and the freeing of its tables, is always dropped on this thread,
+    // never on a worker's (the quiescent-state idea of DPDK's RCU, by reference counts).
+    let mut held: Vec<Arc<Snapshot>> = vec![control.snap.clone()];
+    let push =
+        |inboxes: &[Arc<ArrayQueue<Msg>>], snap: &Arc<Snapshot>, held: &mut Vec<Arc<Snapshot>>| {
+            held.push(snap.clone());
+            for q in inboxes {
+                q.force_push(Msg::Snapshot(snap.clone()));
+            }
+        };
     while !stop.load(Ordering::Relaxed) && plan.duration.is_none_or(|d| started.elapsed() < d) {
+        held.retain(|s| Arc::strong_count(s) > 1);
         while let Ok(r) = report_rx.try_recv() {
             let _ = interval.add(&r.hist);
             control.report(r);
@@ -315,7 +322,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         if changed {
             steer_all(&mut steers, &control.snap, &kernel);
-            push(&inboxes, &control.snap);
+            push(&inboxes, &control.snap, &mut held);
         }
         if let Some(m) = &metrics {
             m.poll(|| control.prometheus());
@@ -323,7 +330,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         if last_neigh.elapsed() >= Duration::from_secs(2) {
             last_neigh = Instant::now();
             if control.refresh_neighbours() {
-                push(&inboxes, &control.snap);
+                push(&inboxes, &control.snap, &mut held);
                 eprintln!(
                     "detour: neighbours changed; snapshot epoch {} sent to the workers",
                     control.epoch
