@@ -4,6 +4,8 @@
 //! [`Lab`] is dropped, also when a test fails. Tests share one set of namespace names, so a
 //! process-wide lock runs them one at a time.
 
+#![forbid(unsafe_code)]
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
