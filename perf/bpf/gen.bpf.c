@@ -11,6 +11,10 @@
 // nothing is sent), so the syscall spins at the offered rate. It also stops sending after `max_frames` or `duration_ns`; user space
 // ends the syscall with a signal.
 //
+// Timestamps: a template with a `stamp_off` gets the send time (CLOCK_MONOTONIC ns, low 48 bits)
+// written there behind a 16-bit marker, its checksum updated (`detour-perf lat` samples them at
+// the sink).
+//
 // `dtb_pass` returns XDP_PASS: attached in driver mode on a veth, it puts that veth in NAPI
 // mode (so frames XDP-transmitted into it are received, on a NAPI thread we can pin).
 #include <linux/bpf.h>
@@ -21,8 +25,12 @@
 #define KINDS 8
 
 struct tpl {
-    __u32 len;  // bytes of the frame (<= the frame size given to the test run)
-    __u32 kind; // counter index
+    __u32 len;       // bytes of the frame (<= the frame size given to the test run)
+    __u16 kind;      // counter index
+    __u16 stamp_off; // 0: no timestamp; else where the 8-byte stamp goes: `mark` (16 bits,
+                     // big-endian) + the low 48 bits of bpf_ktime_get_ns() (big-endian)
+    __u16 csum_off;  // the 16-bit one's-complement checksum covering the stamp (TCP's)
+    __u16 mark;
     __u8 data[TPL_MAX];
 };
 
@@ -65,6 +73,37 @@ struct {
     __type(key, __u32);
     __type(value, struct state);
 } states SEC(".maps");
+
+// Write the send time into the frame (`mark` + 48-bit CLOCK_MONOTONIC ns) and update the
+// checksum that covers it incrementally (RFC 1624: HC' = ~(~HC + ~m + m')), from the template's
+// old bytes. The stamp and the checksum must be 16-bit aligned relative to the checksummed data.
+static __always_inline int stamp(struct xdp_md *ctx, struct tpl *t, __u32 len, __u64 now)
+{
+    __u32 so = t->stamp_off;
+    __u32 co = t->csum_off;
+    if (so > TPL_MAX - 8 || co > TPL_MAX - 2 || so + 8 > len || co + 2 > len)
+        return 0;
+    __u8 st[8];
+    st[0] = t->mark >> 8;
+    st[1] = t->mark & 0xff;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        st[2 + i] = (now >> (40 - 8 * i)) & 0xff;
+    __u32 sum = ~(((__u32)t->data[co] << 8) | t->data[co + 1]) & 0xffff;
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) {
+        __u32 old = ((__u32)t->data[so + i] << 8) | t->data[so + i + 1];
+        __u32 new = ((__u32)st[i] << 8) | st[i + 1];
+        sum += (~old & 0xffff) + new;
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~sum & 0xffff;
+    __u8 c[2] = {sum >> 8, sum & 0xff};
+    if (bpf_xdp_store_bytes(ctx, so, st, 8) || bpf_xdp_store_bytes(ctx, co, c, 2))
+        return -1;
+    return 0;
+}
 
 SEC("xdp")
 int dtb_gen(struct xdp_md *ctx)
@@ -116,6 +155,8 @@ int dtb_gen(struct xdp_md *ctx)
     if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta))
         return XDP_DROP;
     if (bpf_xdp_store_bytes(ctx, 0, t->data, len))
+        return XDP_DROP;
+    if (t->stamp_off && stamp(ctx, t, len, now))
         return XDP_DROP;
 
     s->sent++;

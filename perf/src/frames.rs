@@ -60,6 +60,24 @@ impl Kind {
 pub struct Template {
     pub kind: Kind,
     pub bytes: Vec<u8>,
+    /// `(stamp offset, checksum offset, marker)`: the generator writes the marker and the send
+    /// time over the 8 bytes at the stamp offset and fixes the checksum (see `lat.rs`).
+    pub stamp: Option<(u16, u16, u16)>,
+}
+
+impl Template {
+    /// Have the generator stamp this `flows` frame with its send time (TCP urgent pointer:
+    /// the marker; the 6 payload bytes: the time).
+    pub fn with_stamp(mut self) -> Template {
+        if self.kind == Kind::Flows && self.bytes.len() >= crate::lat::STAMP_OFF + 8 {
+            self.stamp = Some((
+                crate::lat::STAMP_OFF as u16,
+                crate::lat::CSUM_OFF as u16,
+                crate::lat::MARK,
+            ));
+        }
+        self
+    }
 }
 
 /// Addresses shared by all templates.
@@ -261,7 +279,11 @@ pub fn templates(
             Kind::Malformed => malformed(ep, i),
         };
         assert!(bytes.len() <= TPL_MAX);
-        out.push(Template { kind, bytes });
+        out.push(Template {
+            kind,
+            bytes,
+            stamp: None,
+        });
     }
     out
 }
@@ -337,6 +359,52 @@ mod tests {
                 assert!(f.len() >= 60);
             }
         }
+    }
+
+    /// What `stamp()` in gen.bpf.c does, step by step (RFC 1624 on 16-bit big-endian words).
+    fn stamp_like_bpf(f: &mut [u8], so: usize, co: usize, mark: u16, now: u64) {
+        let mut st = [0u8; 8];
+        st[..2].copy_from_slice(&mark.to_be_bytes());
+        st[2..].copy_from_slice(&now.to_be_bytes()[2..]);
+        let mut sum = u32::from(!u16::from_be_bytes([f[co], f[co + 1]]));
+        for i in (0..8).step_by(2) {
+            let old = u16::from_be_bytes([f[so + i], f[so + i + 1]]);
+            let new = u16::from_be_bytes([st[i], st[i + 1]]);
+            sum += u32::from(!old) + u32::from(new);
+        }
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        let c = !(sum as u16);
+        f[so..so + 8].copy_from_slice(&st);
+        f[co..co + 2].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn stamped_flows_keep_valid_checksums() {
+        for t in templates(&ep(), Kind::Flows, 300, &|_, _, _| 0) {
+            let t = t.with_stamp();
+            let (so, co, mark) = t.stamp.expect("flows are stamped");
+            for now in [
+                0u64,
+                1,
+                0xffff,
+                0x1234_5678_9abc,
+                u64::MAX,
+                1_764_000_000_123_456_789,
+            ] {
+                let mut f = t.bytes.clone();
+                stamp_like_bpf(&mut f, so as usize, co as usize, mark, now);
+                let tcp = &f[34..60];
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&f[26..34]);
+                pseudo.extend_from_slice(&[0, 6]);
+                pseudo.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+                assert_eq!(fold(sum16(tcp, sum16(&pseudo, 0))), 0, "now {now:#x}");
+                assert_eq!(u16::from_be_bytes([f[52], f[53]]), crate::lat::MARK);
+            }
+        }
+        let syn = templates(&ep(), Kind::Syn, 1, &|_, _, _| 0).remove(0);
+        assert!(syn.with_stamp().stamp.is_none());
     }
 
     #[test]

@@ -22,11 +22,14 @@ pub static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 #[derive(Clone, Copy)]
 struct Tpl {
     len: u32,
-    kind: u32,
+    kind: u16,
+    stamp_off: u16,
+    csum_off: u16,
+    mark: u16,
     data: [u8; TPL_MAX],
 }
 
-// SAFETY: `Tpl` is `repr(C)`, 4 + 4 + 256 bytes with no padding; every bit pattern is valid and
+// SAFETY: `Tpl` is `repr(C)`, 4 + 4 * 2 + 256 bytes with no padding; every bit pattern is valid and
 // it matches `struct tpl` in gen.bpf.c.
 unsafe impl aya::Pod for Tpl {}
 
@@ -214,9 +217,13 @@ pub fn generate(templates: &[Template], run: &Run) -> Result<Outcome, String> {
         let mut data = [0u8; TPL_MAX];
         data[..t.bytes.len()].copy_from_slice(&t.bytes);
         frame_len = frame_len.max(t.bytes.len());
+        let (stamp_off, csum_off, mark) = t.stamp.unwrap_or((0, 0, 0));
         let v = Tpl {
             len: t.bytes.len() as u32,
-            kind: t.kind as u32,
+            kind: t.kind as u16,
+            stamp_off,
+            csum_off,
+            mark,
             data,
         };
         tpls.set(i as u32, v, 0)

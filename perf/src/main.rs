@@ -1,8 +1,11 @@
-//! detour-perf: the benchmark harness's packet generator (XDP live frames). The orchestration
-//! (topology, sink, peers, searches, report) is `perf/bench.py`, run by `scripts/bench.sh`.
+//! detour-perf: the benchmark harness's packet generator (XDP live frames), its latency
+//! sampler and the no-op AF_XDP forwarder baseline. The orchestration (topology, sink, peers,
+//! searches, report) is `perf/bench.py`, run by `scripts/bench.sh`.
 
 mod frames;
+mod fwd;
 mod gen;
+mod lat;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -25,6 +28,25 @@ enum Cmd {
     /// frames (BPF_PROG_TEST_RUN), at a rate, for a bounded count and time. Prints one JSON
     /// object: what was sent.
     Gen(GenArgs),
+    /// The no-op AF_XDP forwarder (the ceiling of detour's I/O path): detour's own shared-UMEM
+    /// queue I/O and XDP steering program; rewrites the MACs only, port 0 <-> port 1; sleeps in
+    /// poll() when idle, as detour's worker. Stops on SIGTERM/SIGINT or after --duration-secs;
+    /// prints one JSON object.
+    Fwd(FwdArgs),
+    /// Sample forwarding latency at a sink interface from the timestamps of `gen --stamp`
+    /// (AF_PACKET tap, 1 in --sample frames, kernel receive timestamps). Stops on
+    /// SIGTERM/SIGINT or after --duration-secs; prints one JSON object.
+    Lat {
+        /// The sink's interface (in this network namespace).
+        #[arg(long)]
+        iface: String,
+        /// Sample one in this many stamped frames (a power of two).
+        #[arg(long, default_value_t = 16)]
+        sample: u32,
+        /// Stop after this many seconds (at most 600).
+        #[arg(long, default_value_t = 60.0)]
+        duration_secs: f64,
+    },
     /// Write the compiled XDP object (programs `dtb_gen` and `dtb_pass`) to a file, for
     /// `ip link set dev X xdpdrv obj FILE sec xdp program dtb_pass`.
     BpfObject {
@@ -72,9 +94,44 @@ struct GenArgs {
     /// The director's cookie secret (64 hex digits), for `requests`.
     #[arg(long)]
     cookie_secret: Option<String>,
-    /// Frames per test-run batch (1..=256).
+    /// Frames per test-run batch (1..=256). Frames sent in a batch leave together at its end,
+    /// so latency runs use small batches.
     #[arg(long, default_value_t = 256)]
     batch: u32,
+    /// Write the send time into every `flows` frame (for `detour-perf lat`).
+    #[arg(long)]
+    stamp: bool,
+}
+
+#[derive(Parser)]
+struct FwdArgs {
+    /// Port 0: the client side (frames from it leave on port 1).
+    #[arg(long)]
+    port0: String,
+    /// Port 1: the server side.
+    #[arg(long)]
+    port1: String,
+    /// Next hop's MAC behind port 0 (frames sent on port 0 get it).
+    #[arg(long)]
+    mac0: String,
+    /// Next hop's MAC behind port 1.
+    #[arg(long)]
+    mac1: String,
+    /// Addresses steered to the sockets (the DIP), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    owned: Vec<Ipv4Addr>,
+    /// Real servers (addr:port) whose replies are steered to the sockets, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    reals: Vec<std::net::SocketAddrV4>,
+    /// Frames per batch (detour's default).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Queue id.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Stop after this many seconds (at most 3600).
+    #[arg(long, default_value_t = 900.0)]
+    duration_secs: f64,
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
@@ -169,7 +226,14 @@ fn gen_main(a: GenArgs) -> Result<(), String> {
     };
     let per_kind: Vec<Vec<frames::Template>> = kinds
         .iter()
-        .map(|&k| frames::templates(&ep, k, a.flows, &cookie))
+        .map(|&k| {
+            let t = frames::templates(&ep, k, a.flows, &cookie);
+            if a.stamp {
+                t.into_iter().map(frames::Template::with_stamp).collect()
+            } else {
+                t
+            }
+        })
         .collect();
     // Interleave the kinds: a b c a b c ...
     let mut templates = Vec::new();
@@ -220,10 +284,41 @@ fn gen_main(a: GenArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn fwd_main(a: FwdArgs) -> Result<(), String> {
+    if !(a.duration_secs > 0.0 && a.duration_secs <= 3600.0) {
+        return Err("--duration-secs must be in (0, 3600]".into());
+    }
+    let f = fwd::Fwd {
+        ifaces: [a.port0, a.port1],
+        next_mac: [parse_mac(&a.mac0)?, parse_mac(&a.mac1)?],
+        owned: a.owned,
+        reals: a.reals,
+        batch: a.batch,
+        queue: a.queue,
+        duration: Duration::from_secs_f64(a.duration_secs),
+    };
+    let j = fwd::run(&f)?;
+    println!("{j}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Gen(a) => gen_main(a),
+        Cmd::Fwd(a) => fwd_main(a),
+        Cmd::Lat {
+            iface,
+            sample,
+            duration_secs,
+        } => {
+            if !(duration_secs > 0.0 && duration_secs <= 600.0) {
+                Err("--duration-secs must be in (0, 600]".into())
+            } else {
+                lat::run(&iface, sample, Duration::from_secs_f64(duration_secs))
+                    .map(|j| println!("{j}"))
+            }
+        }
         Cmd::BpfObject { path } => {
             std::fs::write(&path, gen::PROGRAM).map_err(|e| format!("{}: {e}", path.display()))
         }
