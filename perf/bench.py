@@ -38,7 +38,7 @@ GEN_IP, MID_IP0, MID_IP1, REAL_IP = "198.18.0.100", "198.18.0.254", "198.18.1.1"
 VIP, DIP = "198.18.0.1", "198.18.0.10"
 SECRET = "6465746f75722d62656e63682d7365637265742d6e6f742d666f722d70726f64"
 CTL = f"{WORK}/detour.sock"  # detour's control socket (ours, not the default /run/detour.sock)
-LAT_SAMPLE = 16  # the latency sampler keeps 1 in 16 stamped frames
+LAT_SAMPLES_PER_S = 6000  # the latency sampler keeps about this many stamped frames a second
 
 PROCS = []  # background processes we started: (Popen, name)
 SERVER_PIDS = []  # the middle's server process (detour) while it runs, for CPU accounting
@@ -608,12 +608,20 @@ def stop_fwd(p, logp):
     return last_json(open(logp).read())
 
 
+def lat_sample(rate):
+    """1 in this many stamped frames (a power of two) gives about LAT_SAMPLES_PER_S a second."""
+    n = 1
+    while n * 2 * LAT_SAMPLES_PER_S <= rate:
+        n *= 2
+    return n
+
+
 def latency_trial(name, rate, secs, dip=DIP):
-    """Offer stamped `flows` at `rate` for `secs` while `detour-perf lat` samples 1 in LAT_SAMPLE
-    of them at the sink (AF_PACKET tap on dtbs0, kernel receive timestamps). Generator batches
-    of 1 frame, so the generator does not hold frames back."""
+    """Offer stamped `flows` at `rate` for `secs` while `detour-perf lat` samples about
+    LAT_SAMPLES_PER_S of them a second at the sink (AF_PACKET tap on dtbs0, on CPU0; kernel
+    receive timestamps). Generator batches of 1 frame, so the generator holds no frame back."""
     lp = subprocess.Popen(["ip", "netns", "exec", NS_SINK, "taskset", "-c", "0", PERF, "lat", "--iface", S0,
-                           "--sample", str(LAT_SAMPLE), "--duration-secs", f"{secs + 30:.0f}"],
+                           "--sample", str(lat_sample(rate)), "--duration-secs", f"{secs + 30:.0f}"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     PROCS.append((lp, "lat"))
     try:
@@ -757,7 +765,7 @@ def main():
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(), "kernel": os.uname().release, "cpus": os.cpu_count(),
         "quick": quick, "runs": runs, "fwd_search": fwd_cfg, "req_search": req_cfg, "wrk_secs": wrk_secs,
-        "lat_sample": LAT_SAMPLE, "batch_secs": batch_secs, "flood_cap_secs": flood_cap_secs,
+        "lat_samples_per_s": LAT_SAMPLES_PER_S, "batch_secs": batch_secs, "flood_cap_secs": flood_cap_secs,
         "git": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).strip(),
         "command": "scripts/bench.sh" + (" --quick" if quick else "") + ("" if RT else " --no-rt"),
         "rt": RT,
@@ -1010,11 +1018,11 @@ def report(meta, results, outdir):
     if any(k in results for k, _ in lat_keys):
         body += ["## Forwarding latency (from payload timestamps)", "",
                  "The generator's XDP program writes its send time (CLOCK_MONOTONIC ns) into every `flows` frame "
-                 f"(generator batches of 1 frame); at the sink an AF_PACKET tap samples 1 in {meta.get('lat_sample', LAT_SAMPLE)} "
-                 "of them and takes the kernel's receive timestamp, set when the router's transmit queues the frame "
+                 "(generator batches of 1 frame); at the sink an AF_PACKET tap samples about "
+                 f"{meta.get('lat_samples_per_s', LAT_SAMPLES_PER_S):,} of them a second (1 in N at random) and takes the kernel's receive timestamp, set when the router's transmit queues the frame "
                  "to the sink's veth. So this is the router's latency (veth hop, NAPI wake-up, processing, transmit), "
                  "not the sink's. Median over runs of each percentile.", "",
-                 "| router | offered kpps | p50 us | p90 us | p99 us | p99.9 us | max us | samples | loss |",
+                 "| router | offered kpps | p50 us | p90 us | p99 us | p99.9 us | max us | samples (1 in N) | loss |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for key, name in lat_keys:
             runs_ = results.get(key, [])
@@ -1029,7 +1037,7 @@ def report(meta, results, outdir):
                 lat_med[(key, rate)] = q
                 summary[f"{key}:{rate}"] = {"median_us": q, "p99_us_values": [t["p99_ns"] / 1e3 for t in trials]}
                 body.append(f"| {name} | {rate / 1e3:.0f} | {q['p50']:.1f} | {q['p90']:.1f} | {q['p99']:.1f} | {q['p999']:.1f} | "
-                            f"{q['max']:.0f} | {sum(t['samples'] for t in trials):,} | "
+                            f"{q['max']:.0f} | {sum(t['samples'] for t in trials):,} (1 in {trials[0].get('sample_one_in', '?')}) | "
                             f"{med([t['loss'] for t in trials]) * 100:.3f} % |")
         body.append("")
         rates = sorted({r for _, r in lat_med})

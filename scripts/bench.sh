@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# detour's benchmark (issue 6): detour next to the kernel (routing, nftables DNAT), nginx and
-# HAProxy, in one run on this machine, in namespaces of its own (dtb-gen, dtb-mid, dtb-sink;
-# addresses in 198.18.0.0/15). Installs what is missing, builds release, runs perf/bench.py
-# (set-up, searches, report, tear-down) and writes perf/results/<date>-<host>.md/.json/.svg.
+# detour's benchmark (issue 6): detour next to the kernel (routing, nftables DNAT), a no-op
+# AF_XDP forwarder built on detour's own I/O (the ceiling of that path), nginx and HAProxy, in
+# one run on this machine, in namespaces of its own (dtb-gen, dtb-mid, dtb-sink; addresses in
+# 198.18.0.0/15): throughput, latency from payload timestamps, batch service time, redirects,
+# memory and legitimate traffic through a SYN flood. Installs what is missing, builds release,
+# runs perf/bench.py (set-up, searches, report, tear-down) and writes
+# perf/results/<date>-<host>.md/.json/.svg.
 #
 # usage: scripts/bench.sh [--quick] [--runs N] [--out DIR]
 #   --quick: 1 run, short trials (under a minute once built): a smoke test of the harness
