@@ -57,6 +57,7 @@ pub struct Control {
     pub epoch: u64,
     pub snap: Arc<Snapshot>,
     pub missing: Vec<String>,
+    routes: crate::neigh::Routes,
     /// Effective state of each real and since when.
     state_since: BTreeMap<SocketAddrV4, (State, Instant)>,
     workers: Vec<Option<WorkerView>>,
@@ -97,6 +98,7 @@ impl Control {
             epoch: 0,
             snap: Arc::new(Snapshot::compile(&Model::default(), 0)),
             missing: Vec::new(),
+            routes: Default::default(),
             state_since: BTreeMap::new(),
             workers: (0..workers).map(|_| None).collect(),
             base: Baseline::default(),
@@ -126,6 +128,7 @@ impl Control {
             self.epoch,
             self.gateway,
             &mut self.missing,
+            &mut self.routes,
         );
         let now = Instant::now();
         for r in &s.reals {
@@ -146,6 +149,7 @@ impl Control {
             self.epoch + 1,
             self.gateway,
             &mut missing,
+            &mut self.routes,
         );
         let macs = |s: &Snapshot| {
             (

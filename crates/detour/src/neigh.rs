@@ -2,8 +2,10 @@
 //! client-side gateway) from the neighbour table, with resolution triggered where missing.
 //! Runs on the control thread only.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// An interface's MAC, from sysfs.
 pub fn iface_mac(iface: &str) -> Result<[u8; 6], String> {
@@ -92,10 +94,35 @@ fn parse_arp(text: &str) -> Vec<(Ipv4Addr, String, [u8; 6])> {
         .collect()
 }
 
+/// Routes change rarely: a next hop found by `ip route get` is reused this long.
+const ROUTE_TTL: Duration = Duration::from_secs(30);
+
+/// Next hops by destination, so the 2-second MAC refresh reads only /proc/net/arp and runs
+/// `ip route get` only for new destinations or every [`ROUTE_TTL`].
+#[derive(Default)]
+pub struct Routes(HashMap<Ipv4Addr, (Ipv4Addr, String, Instant)>);
+
+impl Routes {
+    fn next_hop(&mut self, dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+        if let Some((hop, dev, at)) = self.0.get(&dst) {
+            if at.elapsed() < ROUTE_TTL {
+                return Some((*hop, dev.clone()));
+            }
+        }
+        let (hop, dev) = next_hop(dst)?;
+        self.0.insert(dst, (hop, dev.clone(), Instant::now()));
+        Some((hop, dev))
+    }
+}
+
 /// The MAC for sending to `dst`: its next hop's entry in the neighbour table. When missing,
 /// a datagram to the discard port makes the kernel resolve it; the caller retries later.
-pub fn resolve(dst: Ipv4Addr, table: &[(Ipv4Addr, String, [u8; 6])]) -> Option<[u8; 6]> {
-    let (hop, dev) = next_hop(dst)?;
+pub fn resolve(
+    dst: Ipv4Addr,
+    table: &[(Ipv4Addr, String, [u8; 6])],
+    routes: &mut Routes,
+) -> Option<[u8; 6]> {
+    let (hop, dev) = routes.next_hop(dst)?;
     if let Some((_, _, mac)) = table.iter().find(|(ip, d, _)| *ip == hop && *d == dev) {
         return Some(*mac);
     }

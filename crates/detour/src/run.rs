@@ -68,17 +68,18 @@ pub fn snapshot(
     epoch: u64,
     gateway: Ipv4Addr,
     missing: &mut Vec<String>,
+    routes: &mut neigh::Routes,
 ) -> Snapshot {
     let table = neigh::arp_table();
     let mut s = Snapshot::compile(model, epoch);
     missing.clear();
     for r in &mut s.reals {
-        match neigh::resolve(*r.addr.ip(), &table) {
+        match neigh::resolve(*r.addr.ip(), &table, routes) {
             Some(m) => r.mac = m,
             None => missing.push(format!("real {}", r.addr)),
         }
     }
-    match neigh::resolve(gateway, &table) {
+    match neigh::resolve(gateway, &table, routes) {
         Some(m) => s.gateway_mac = m,
         None => missing.push(format!("gateway {gateway}")),
     }
