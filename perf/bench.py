@@ -300,29 +300,38 @@ def gen_side_count():
 
 
 def search(name, kinds, counter, cfg, dip=DIP):
-    """Highest offered rate with < 0.1 % loss (bisection between lo and hi), then 10x overload."""
+    """Highest offered rate with < 0.1 % loss (bisection between lo and hi), then 10x overload.
+    A trial that loses a little (0.1 % to 1 %) is repeated once and the rate passes if either
+    attempt does: on this VM a single stall of a few ms (the vCPU, not the router) costs a 2 s
+    trial 0.1-0.3 % at any rate, which otherwise decides the search at random."""
     lo, hi = cfg["lo"], cfg["hi"]
     points = []
     best = None
-    t = trial(kinds, lo, cfg["secs"], counter, dip)
-    points.append(t)
-    log(f"  {name}: offered {lo / 1e6:.3f} Mpps -> {t['received_pps'] / 1e6:.3f} Mpps, loss {t['loss'] * 100:.3f} %, "
-        f"CPU1 busy {t['cpu1_busy'] * 100:.0f} %")
+
+    def attempt(rate):
+        t = None
+        for k in range(2 if cfg.get("retry", True) else 1):
+            u = trial(kinds, rate, cfg["secs"], counter, dip)
+            u["attempt"] = k + 1
+            points.append(u)
+            log(f"  {name}: offered {rate / 1e6:.3f} Mpps -> {u['received_pps'] / 1e6:.3f} Mpps, loss {u['loss'] * 100:.3f} %, "
+                f"CPU1 busy {u['cpu1_busy'] * 100:.0f} %" + (" (repeated)" if k else ""))
+            if t is None or u["loss"] < t["loss"]:
+                t = u
+            if not 0.001 <= u["loss"] < 0.01:
+                break
+        return t
+
+    t = attempt(lo)
     down = 0
     while t["loss"] >= 0.001 and down < cfg.get("down", 3):
         hi, lo, down = lo, lo / 2, down + 1
-        t = trial(kinds, lo, cfg["secs"], counter, dip)
-        points.append(t)
-        log(f"  {name}: offered {lo / 1e6:.3f} Mpps -> {t['received_pps'] / 1e6:.3f} Mpps, loss {t['loss'] * 100:.3f} %, "
-            f"CPU1 busy {t['cpu1_busy'] * 100:.0f} %")
+        t = attempt(lo)
     if t["loss"] < 0.001:
         best = t
         for _ in range(cfg["steps"]):
             mid = (lo + hi) / 2
-            t = trial(kinds, mid, cfg["secs"], counter, dip)
-            points.append(t)
-            log(f"  {name}: offered {mid / 1e6:.3f} Mpps -> {t['received_pps'] / 1e6:.3f} Mpps, loss {t['loss'] * 100:.3f} %, "
-                f"CPU1 busy {t['cpu1_busy'] * 100:.0f} %")
+            t = attempt(mid)
             if t["loss"] < 0.001:
                 lo, best = mid, t
             else:
