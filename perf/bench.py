@@ -683,8 +683,13 @@ def batch_at_load(sat_pps, basis, secs):
     p, logp = start_detour()
     try:
         t = trial("flows", rate, secs, sink_count)
-        time.sleep(0.8)  # the worker reports every 500 ms
-        text = detour_ctl("show", "statistics")
+        # The worker reports every 500 ms; a slow machine gets up to 10 s.
+        for _ in range(20):
+            time.sleep(0.5)
+            text = detour_ctl("show", "statistics")
+            w = worker_batch_times(text)
+            if w and all(v["batches"] > 0 for v in w.values()):
+                break
     finally:
         stop_detour(p)
     out["detour"] = {"trial": t, "workers": worker_batch_times(text)}
