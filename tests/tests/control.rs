@@ -353,6 +353,26 @@ fn prometheus_counters_match_what_the_clients_did() {
     // `show statistics` tells the same story.
     let s = lab.ctl_ok("show statistics");
     assert!(s.contains("redirects 30"), "{s}");
+    // `clear statistics` restarts the table's counts; Prometheus counters stay monotonic.
+    lab.ctl_ok("clear statistics");
+    let s = lab.ctl_ok("show statistics");
+    assert!(s.contains("responses: redirects 0 "), "{s}");
+    let m = lab.director(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://127.0.0.1:9100/metrics",
+        ],
+        10,
+    );
+    assert!(
+        m.stdout
+            .contains("detour_events_total{kind=\"redirects\"} 30"),
+        "{}",
+        m.stdout
+    );
 }
 
 #[test]

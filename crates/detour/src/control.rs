@@ -62,6 +62,8 @@ pub struct Control {
     state_since: BTreeMap<SocketAddrV4, (State, Instant)>,
     workers: Vec<Option<WorkerView>>,
     base: Baseline,
+    /// Each worker's counters and batches at the last `clear statistics`.
+    worker_base: Vec<(Counters, u64)>,
     pub health_transitions: u64,
     pub started: Instant,
 }
@@ -102,6 +104,7 @@ impl Control {
             state_since: BTreeMap::new(),
             workers: (0..workers).map(|_| None).collect(),
             base: Baseline::default(),
+            worker_base: Vec::new(),
             health_transitions: 0,
             started: Instant::now(),
         };
@@ -202,6 +205,15 @@ impl Control {
             ["write", "memory"] | ["write", "mem"] => self.write_memory(),
             ["clear", "statistics"] | ["clear", "stats"] => {
                 self.base = self.totals_now();
+                // Batch service times start again too (they are kept here, not in workers).
+                self.worker_base = self
+                    .workers
+                    .iter()
+                    .map(|w| w.as_ref().map_or((Counters::default(), 0), |w| (w.counters.clone(), w.batches)))
+                    .collect();
+                for w in self.workers.iter_mut().flatten() {
+                    w.hist.reset();
+                }
                 Outcome::text("ok: statistics cleared\n".into())
             }
             _ => self.config_command(line),
@@ -595,13 +607,19 @@ impl Control {
                 continue;
             };
             let h = &w.hist;
+            let mut wc = w.counters.clone();
+            let mut batches = w.batches;
+            if let Some((c0, b0)) = self.worker_base.get(i) {
+                wc.sub(c0);
+                batches = batches.saturating_sub(*b0);
+            }
             let _ = writeln!(
                 o,
                 "  w{i}: rx {} tx {} batches {} drops {}  batch service time p50 {}us p90 {}us p99 {}us p99.9 {}us max {}us  epoch {}",
-                w.counters.rx,
-                w.counters.tx,
-                w.batches,
-                w.counters.drops(),
+                wc.rx,
+                wc.tx,
+                batches,
+                wc.drops(),
                 h.value_at_quantile(0.5) / 1000,
                 h.value_at_quantile(0.9) / 1000,
                 h.value_at_quantile(0.99) / 1000,
