@@ -382,6 +382,31 @@ fn binding_another_sites_url_shares_the_load_between_sites() {
     let lab = Lab::start(&lab_config(""), 1);
     lab.ctl_ok("url bar http://www.bar.com/%d");
     lab.ctl_ok("no bind 198.18.0.1 real3");
+    // real3 is out of the rotation: its DIP can go too, and the director stops owning it.
+    let page = lab.client(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "3",
+            "http://real3.lab/index.html",
+        ],
+        10,
+    );
+    assert!(page.ok() && page.stdout.contains("dt-real3"), "{page:?}");
+    lab.ctl_ok("no dip 198.18.0.3");
+    let page = lab.client(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "3",
+            "http://real3.lab/index.html",
+        ],
+        10,
+    );
+    assert!(!page.ok(), "a removed DIP still answered: {page:?}");
+    assert!(!lab.ctl_ok("show config").contains("dip 198.18.0.3"));
     lab.ctl_ok("bind 198.18.0.1 bar");
     lab.ctl_ok("clear statistics");
     let c = count(&hosts(&lab, 30));

@@ -193,6 +193,17 @@ pub enum Command {
     Metrics { addr: SocketAddr },
     /// `gateway <ip>`: the client-side next hop, whose MAC replies to clients are sent to.
     Gateway { addr: Ipv4Addr },
+    /// `no url|real|dip|virtual <id>`: remove an object nothing else refers to.
+    Remove { kind: Removable, id: Ref },
+}
+
+/// What `no <kind> <id>` removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removable {
+    Url,
+    Real,
+    Dip,
+    Virtual,
 }
 
 /// Split a line into tokens, dropping a trailing comment.
@@ -347,9 +358,25 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
             }
         }
         "no" => {
-            let t = c.next("`bind` or `backup`")?;
+            let t = c.next("`bind`, `backup`, `url`, `real`, `dip` or `virtual`")?;
             match t.text.to_ascii_lowercase().as_str() {
                 "bind" => bind(&mut c, true)?,
+                "url" => Command::Remove {
+                    kind: Removable::Url,
+                    id: c.reference("a url id")?,
+                },
+                "real" => Command::Remove {
+                    kind: Removable::Real,
+                    id: c.reference("a real id")?,
+                },
+                "virtual" => Command::Remove {
+                    kind: Removable::Virtual,
+                    id: c.reference("a virtual id")?,
+                },
+                "dip" | "direct-ip" => Command::Remove {
+                    kind: Removable::Dip,
+                    id: c.reference("a DIP address")?,
+                },
                 "backup" => {
                     let of = c.reference("a real or virtual id")?;
                     let backup = if c.peek().is_some() {
@@ -366,7 +393,7 @@ pub fn parse_line(line: &str) -> Result<Option<Command>, LineError> {
                 _ => {
                     return Err(LineError::new(
                         t.col,
-                        "`bind` or `backup` after `no`",
+                        "`bind`, `backup`, `url`, `real`, `dip` or `virtual` after `no`",
                         quoted(t.text),
                     ))
                 }

@@ -5,7 +5,7 @@
 //! returns it or every error found, so a rejected file changes nothing.
 
 use crate::error::{quoted, Error, LineError};
-use crate::lang::{self, Command, HealthCheck, Kind, Ref, Role, State};
+use crate::lang::{self, Command, HealthCheck, Kind, Ref, Removable, Role, State};
 use crate::predictor::Predictor;
 use crate::url::UrlTemplate;
 use std::fmt::Write as _;
@@ -546,8 +546,164 @@ impl Model {
             Command::Cores { cores } => self.settings.cores = cores.clone(),
             Command::Metrics { addr } => self.settings.metrics = Some(*addr),
             Command::Gateway { addr } => self.settings.gateway = Some(*addr),
+            Command::Remove { kind, id } => self.remove(*kind, id)?,
         }
         Ok(())
+    }
+
+    /// Who refers to `t` (bindings, links, backups), for refusing its removal.
+    fn referrers(&self, t: Target) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in &self.virtuals {
+            if let VirtualKind::Primary { members, .. } = &v.kind {
+                let bound = members.iter().any(|m| match (*m, t) {
+                    (Member::Real(a), Target::Real(b)) | (Member::Url(a), Target::Url(b)) => a == b,
+                    _ => false,
+                });
+                if bound {
+                    out.push(format!("bound to virtual {}", v.addr));
+                }
+            }
+            if v.backup == Some(t) {
+                out.push(format!("the backup of virtual {}", v.addr));
+            }
+        }
+        for r in &self.reals {
+            if r.backup == Some(t) {
+                out.push(format!("the backup of real {}", r.addr));
+            }
+        }
+        for u in &self.urls {
+            let linked = matches!((u.link, t), (Some(Link::Real(a)), Target::Real(b)) | (Some(Link::Virtual(a)), Target::Virtual(b)) if a == b);
+            if linked {
+                out.push(format!("linked from url {}", u.id));
+            }
+        }
+        out
+    }
+
+    /// `no url|real|dip|virtual <id>`: remove an object nothing refers to, renumbering the
+    /// references to the objects after it.
+    fn remove(&mut self, kind: Removable, id: &Ref) -> Result<(), LineError> {
+        let in_use = |what: &str, refs: Vec<String>| {
+            LineError::new(
+                id.col,
+                format!("{what} nothing refers to (remove those references first)"),
+                format!("{} is {}", quoted(&id.text), refs.join(", ")),
+            )
+        };
+        match kind {
+            Removable::Url => {
+                let u = self.find_url(id)?;
+                let refs = self.referrers(Target::Url(u));
+                if !refs.is_empty() {
+                    return Err(in_use("a url", refs));
+                }
+                self.urls.remove(u);
+                self.renumber(|t| match t {
+                    Target::Url(i) if i > u => Target::Url(i - 1),
+                    t => t,
+                });
+            }
+            Removable::Real => {
+                let a = Self::addr_of(id)?.ok_or_else(|| unknown(id, "real (an address)"))?;
+                let r = self.real_by_addr(a).ok_or_else(|| unknown(id, "real"))?;
+                let mut refs = self.referrers(Target::Real(r));
+                if let Some(d) = self.reals[r].dip {
+                    refs.push(format!(
+                        "paired with DIP {} (`no dip` it)",
+                        self.virtuals[d].addr
+                    ));
+                }
+                if !refs.is_empty() {
+                    return Err(in_use("a real", refs));
+                }
+                self.reals.remove(r);
+                self.renumber(|t| match t {
+                    Target::Real(i) if i > r => Target::Real(i - 1),
+                    t => t,
+                });
+            }
+            Removable::Dip | Removable::Virtual => {
+                let a = Self::addr_of(id)?.ok_or_else(|| unknown(id, "virtual (an address)"))?;
+                let v = self
+                    .virtual_by_addr(a)
+                    .ok_or_else(|| unknown(id, "virtual or DIP"))?;
+                match (&self.virtuals[v].kind, kind) {
+                    (VirtualKind::Dip { real }, Removable::Dip) => {
+                        // The real stays (`no real` removes it); it just has no DIP any more.
+                        let real = *real;
+                        self.reals[real].dip = None;
+                    }
+                    (VirtualKind::Primary { .. }, Removable::Virtual) => {
+                        let refs = self.referrers(Target::Virtual(v));
+                        if !refs.is_empty() {
+                            return Err(in_use("a virtual", refs));
+                        }
+                    }
+                    (VirtualKind::Dip { .. }, _) => {
+                        return Err(LineError::new(
+                            id.col,
+                            "a primary virtual (use `no dip` for a DIP)",
+                            quoted(&id.text),
+                        ))
+                    }
+                    (VirtualKind::Primary { .. }, _) => {
+                        return Err(LineError::new(
+                            id.col,
+                            "a DIP (use `no virtual` for a primary virtual)",
+                            quoted(&id.text),
+                        ))
+                    }
+                }
+                self.virtuals.remove(v);
+                self.renumber(|t| match t {
+                    Target::Virtual(i) if i > v => Target::Virtual(i - 1),
+                    t => t,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply `f` to every reference by index (members, links, backups, DIP pairs).
+    fn renumber(&mut self, f: impl Fn(Target) -> Target) {
+        let real = |i: usize| match f(Target::Real(i)) {
+            Target::Real(j) => j,
+            _ => unreachable!("renumbering keeps kinds"),
+        };
+        let virt = |i: usize| match f(Target::Virtual(i)) {
+            Target::Virtual(j) => j,
+            _ => unreachable!("renumbering keeps kinds"),
+        };
+        let url = |i: usize| match f(Target::Url(i)) {
+            Target::Url(j) => j,
+            _ => unreachable!("renumbering keeps kinds"),
+        };
+        for v in &mut self.virtuals {
+            v.backup = v.backup.map(&f);
+            match &mut v.kind {
+                VirtualKind::Primary { members, .. } => {
+                    for m in members.iter_mut() {
+                        *m = match *m {
+                            Member::Real(i) => Member::Real(real(i)),
+                            Member::Url(i) => Member::Url(url(i)),
+                        };
+                    }
+                }
+                VirtualKind::Dip { real: r } => *r = real(*r),
+            }
+        }
+        for r in &mut self.reals {
+            r.backup = r.backup.map(&f);
+            r.dip = r.dip.map(virt);
+        }
+        for u in &mut self.urls {
+            u.link = u.link.map(|l| match l {
+                Link::Real(i) => Link::Real(real(i)),
+                Link::Virtual(i) => Link::Virtual(virt(i)),
+            });
+        }
     }
 
     fn set_backup(&mut self, src: Target, b: Option<Target>) {

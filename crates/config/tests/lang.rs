@@ -267,8 +267,8 @@ fn refusals_point_at_the_exact_column() {
     assert_eq!(col, 16, "bad macro at its `%` ({e})");
     assert_err("bind 198.18.0.1", 16, "a real or url id", "end of line");
     assert_err("bind 198.18.0.1 a |", 20, "a real or url id", "end of line");
-    assert_err("no", 3, "`bind` or `backup`", "end of line");
-    assert_err("no link a b", 4, "`bind` or `backup`", "`link`");
+    assert_err("no", 3, "`bind`, `backup`", "end of line");
+    assert_err("no link a b", 4, "`bind`, `backup`", "`link`");
     assert_err("backup 198.18.0.2", 18, "a backup id", "end of line");
     assert_err(
         "in-service server x",

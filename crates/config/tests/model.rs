@@ -358,3 +358,72 @@ fn the_running_config_rebuilds_the_same_model() {
         assert_eq!(again.to_config(), written);
     }
 }
+
+#[test]
+fn objects_are_removed_only_when_nothing_refers_to_them() {
+    let mut m = model(ACME);
+    // Bound to www.acme.com, linked, a backup: each reference is named.
+    let e = m.apply_line("no url coyote").unwrap_err();
+    assert_eq!(e.col, 8);
+    assert!(e.found.contains("bound to virtual 198.18.0.1:80"), "{e:?}");
+    let e = m.apply_line("no real 198.18.0.2").unwrap_err();
+    assert!(
+        e.found.contains("the backup of real 198.18.0.3:80"),
+        "{e:?}"
+    );
+    assert!(e.found.contains("paired with DIP 198.18.0.2:80"), "{e:?}");
+    assert!(e.found.contains("linked from url coyote"), "{e:?}");
+    let e = m.apply_line("no virtual 198.18.0.1").unwrap_err();
+    assert!(
+        e.found.contains("the backup of real 198.18.0.2:80"),
+        "{e:?}"
+    );
+    let e = m.apply_line("no dip 198.18.0.1").unwrap_err();
+    assert!(e.expected.contains("use `no virtual`"), "{e:?}");
+    let e = m.apply_line("no virtual 198.18.0.2").unwrap_err();
+    assert!(e.expected.contains("use `no dip`"), "{e:?}");
+    assert!(m.apply_line("no url nobody").is_err());
+
+    // Take coyote out step by step; roadrunner keeps working, renumbered.
+    for line in [
+        "no bind 198.18.0.1 coyote",
+        "no url coyote",
+        "no backup 198.18.0.3",
+        "no dip 198.18.0.2",
+        "no backup 198.18.0.2",
+        "no real 198.18.0.2",
+    ] {
+        m.apply_line(line)
+            .unwrap_or_else(|e| panic!("{line}: {e:?}"));
+    }
+    assert_eq!(m.reals.len(), 1);
+    assert_eq!(m.reals[0].addr.to_string(), "198.18.0.3:80");
+    assert_eq!(
+        m.reals[0].dip,
+        Some(1),
+        "the DIP of 198.18.0.3 moved down one"
+    );
+    assert_eq!(m.virtuals[1].kind, VirtualKind::Dip { real: 0 });
+    assert_eq!(m.urls[0].id, "roadrunner");
+    assert_eq!(m.urls[0].link, Some(Link::Real(0)));
+    assert_eq!(
+        m.virtuals[0].backup,
+        Some(Target::Url(1)),
+        "book moved down one"
+    );
+    let VirtualKind::Primary { members, .. } = &m.virtuals[0].kind else {
+        panic!()
+    };
+    assert_eq!(members, &[Member::Url(0)]);
+    // The result is a model the language can write and read back.
+    let again = model(&m.to_config());
+    assert_eq!(again, m);
+    // And a virtual with nothing pointing at it goes, its rotation with it.
+    m.apply_line("no backup 198.18.0.3").ok();
+    m.apply_line("no virtual 198.18.0.1").unwrap();
+    assert!(m
+        .virtuals
+        .iter()
+        .all(|v| v.addr.to_string() != "198.18.0.1:80"));
+    assert_eq!(model(&m.to_config()), m);
+}
