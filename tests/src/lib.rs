@@ -183,6 +183,18 @@ impl Lab {
         run(&v, secs)
     }
 
+    /// Start a command in the client namespace in the background; it is killed if still
+    /// running when the returned guard is dropped (for instance by a failing assertion).
+    pub fn spawn_client(&self, args: &[&str]) -> KillOnDrop {
+        KillOnDrop(
+            Command::new("ip")
+                .args(["netns", "exec", "dt-client"])
+                .args(args)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{args:?}: {e}")),
+        )
+    }
+
     /// Run a command in the director's namespace.
     pub fn director(&self, args: &[&str], secs: u64) -> Run {
         let mut v = vec!["ip", "netns", "exec", "dt-dir"];
@@ -319,6 +331,9 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The large file every real serves (written by `scripts/lab.sh up`).
+pub const BIG_BIN: &str = "/tmp/detour-lab/big.bin";
 
 /// The lab's config (configs/lab.conf) with `extra` lines appended.
 pub fn lab_config(extra: &str) -> String {

@@ -1,7 +1,7 @@
 //! The control plane end to end: `detour ctl` under load, health checks and failover,
 //! backups for a whole site, reload and `write memory`, the Prometheus endpoint.
 
-use detour_e2e::{lab_config, sha256, KillOnDrop, Lab};
+use detour_e2e::{lab_config, sha256, Lab, BIG_BIN};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -42,28 +42,20 @@ const FAST_HEALTH: &str =
 #[test]
 fn ctl_changes_the_rotation_at_once_while_a_download_through_a_dip_goes_on() {
     let lab = Lab::start(&lab_config("predictor 198.18.0.1 weighted"), 60);
-    let want = sha256("/tmp/detour-lab/big.bin");
+    let want = sha256(BIG_BIN);
     // A long download from real1 through its DIP, slowed so it spans every change below.
     let out = "/tmp/detour-e2e-ctl.bin";
-    let mut dl = KillOnDrop(
-        std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "dt-client",
-                "curl",
-                "-sS",
-                "--max-time",
-                "60",
-                "--limit-rate",
-                "15M",
-                "-o",
-                out,
-                "http://real1.lab/big.bin",
-            ])
-            .spawn()
-            .expect("download"),
-    );
+    let mut dl = lab.spawn_client(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "60",
+        "--limit-rate",
+        "15M",
+        "-o",
+        out,
+        "http://real1.lab/big.bin",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
 
     lab.ctl_ok("weight 198.18.0.2 3");
@@ -312,17 +304,21 @@ fn prometheus_counters_match_what_the_clients_did() {
     );
     assert!(page.ok(), "{page:?}");
     std::thread::sleep(Duration::from_millis(1200)); // workers report twice a second
-    let m = lab.director(
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:9100/metrics",
-        ],
-        10,
-    );
-    assert!(m.ok(), "{m:?}");
+    let scrape = || {
+        let m = lab.director(
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:9100/metrics",
+            ],
+            10,
+        );
+        assert!(m.ok(), "{m:?}");
+        m
+    };
+    let m = scrape();
     let value = |name: &str| -> u64 {
         m.stdout
             .lines()
@@ -357,16 +353,7 @@ fn prometheus_counters_match_what_the_clients_did() {
     lab.ctl_ok("clear statistics");
     let s = lab.ctl_ok("show statistics");
     assert!(s.contains("responses: redirects 0 "), "{s}");
-    let m = lab.director(
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://127.0.0.1:9100/metrics",
-        ],
-        10,
-    );
+    let m = scrape();
     assert!(
         m.stdout
             .contains("detour_events_total{kind=\"redirects\"} 30"),

@@ -1,7 +1,7 @@
 //! detour end to end: the `detour` binary on AF_XDP sockets on veth in network namespaces,
 //! python3 http.server real servers, curl as the client (scripts/lab.sh is the topology).
 
-use detour_e2e::{lab_config, sha256, KillOnDrop, Lab};
+use detour_e2e::{lab_config, sha256, Lab, BIG_BIN};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -106,25 +106,17 @@ fn weighted_shares_hold_over_600_requests() {
 #[test]
 fn a_100_mb_download_through_each_kind_of_dip_is_byte_identical_while_others_are_redirected() {
     let lab = Lab::start(&lab_config(""), 100);
-    let want = sha256("/tmp/detour-lab/big.bin");
+    let want = sha256(BIG_BIN);
     // Redirect load in the background, bounded in count and time.
-    let mut bg = KillOnDrop(
-        std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "dt-client",
-                "curl",
-                "-sS",
-                "--max-time",
-                "90",
-                "-o",
-                "/dev/null",
-                "http://www.lab/bg/[1-3000]",
-            ])
-            .spawn()
-            .expect("background curl"),
-    );
+    let mut bg = lab.spawn_client(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "90",
+        "-o",
+        "/dev/null",
+        "http://www.lab/bg/[1-3000]",
+    ]);
     for (dip, what) in [("real1.lab", "NAT"), ("real3.lab", "same address")] {
         let out = format!("/tmp/detour-e2e-{dip}.bin");
         let r = lab.client(
