@@ -56,7 +56,27 @@ pub struct Lab {
     pub config: PathBuf,
     /// The control socket.
     pub socket: PathBuf,
+    launch: Launch,
     _lock: MutexGuard<'static, ()>,
+}
+
+/// How detour is started in the director's namespace: which binary, under which wrapper
+/// command (e.g. `setpriv` for a service user with capabilities), with which extra
+/// arguments and environment.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// The binary (default: [`detour_bin`]).
+    pub bin: Option<PathBuf>,
+    /// Words run before the binary inside the namespace.
+    pub wrap: Vec<String>,
+    /// Extra arguments after `run`.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// The config file to write and run (default: a temp file).
+    pub config: Option<PathBuf>,
+    /// The control socket (default: in the temp dir).
+    pub socket: Option<PathBuf>,
 }
 
 /// Output of a command run with a time limit.
@@ -103,6 +123,11 @@ pub fn run(args: &[&str], secs: u64) -> Run {
 impl Lab {
     /// Bring the lab up (big.bin of `big_mb` MiB) and start detour with `config` (text).
     pub fn start(config: &str, big_mb: u32) -> Lab {
+        Lab::start_with(config, big_mb, Launch::default())
+    }
+
+    /// [`Lab::start`], with detour launched as `launch` says.
+    pub fn start_with(config: &str, big_mb: u32, launch: Launch) -> Lab {
         require_root();
         let lock = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
         let up = Command::new(root().join("scripts/lab.sh"))
@@ -117,13 +142,20 @@ impl Lab {
         );
         let dir = std::env::temp_dir().join(format!("detour-e2e-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let config_path = dir.join("test.conf");
+        let config_path = launch
+            .config
+            .clone()
+            .unwrap_or_else(|| dir.join("test.conf"));
         std::fs::write(&config_path, config).expect("write config");
         let mut lab = Lab {
             detour: None,
             log: dir.join("detour.log"),
             config: config_path,
-            socket: dir.join("ctl.sock"),
+            socket: launch
+                .socket
+                .clone()
+                .unwrap_or_else(|| dir.join("ctl.sock")),
+            launch,
             _lock: lock,
         };
         lab.run_detour();
@@ -133,9 +165,11 @@ impl Lab {
     /// Start detour (again) on the lab's config file; waits until its workers run.
     pub fn run_detour(&mut self) {
         let logf = std::fs::File::create(&self.log).expect("log");
+        let bin = self.launch.bin.clone().unwrap_or_else(detour_bin);
         let child = Command::new("ip")
             .args(["netns", "exec", "dt-dir"])
-            .arg(detour_bin())
+            .args(&self.launch.wrap)
+            .arg(bin)
             .args([
                 "run",
                 "--summary-secs",
@@ -147,6 +181,8 @@ impl Lab {
             .arg(&self.socket)
             .arg("--config")
             .arg(&self.config)
+            .args(&self.launch.args)
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .stdout(logf.try_clone().expect("dup"))
             .stderr(logf)
             .spawn()
@@ -224,7 +260,7 @@ impl Lab {
 
     /// `detour ctl <command>`.
     pub fn ctl(&self, command: &str) -> Run {
-        let bin = detour_bin();
+        let bin = self.launch.bin.clone().unwrap_or_else(detour_bin);
         let sock = self.socket.to_string_lossy().into_owned();
         let mut v = vec![bin.to_str().expect("utf-8 path"), "ctl", "--socket", &sock];
         v.extend(command.split_whitespace());
@@ -271,6 +307,26 @@ impl Lab {
             30,
         );
         assert!(r.ok(), "lab.sh real {n} up={up}: {r:?}");
+    }
+
+    /// The pid of the running detour (of the `ip netns exec` that became it).
+    pub fn detour_pid(&self) -> Option<u32> {
+        self.detour.as_ref().map(|c| c.id())
+    }
+
+    /// Wait up to `secs` for detour to exit by itself; its exit code, if it did.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            if let Some(c) = self.detour.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.detour = None;
+                    return st.code();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Stop detour (SIGTERM) and return its whole output.

@@ -22,7 +22,7 @@ pub struct CtlServer {
 impl CtlServer {
     /// Bind the socket, owner-only. A stale socket file (nobody listening) is replaced; a
     /// live one is an error (another detour runs).
-    pub fn bind(path: &Path) -> Result<CtlServer, String> {
+    pub fn bind(path: &Path, mode: u32) -> Result<CtlServer, String> {
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
                 return Err(format!(
@@ -33,7 +33,7 @@ impl CtlServer {
             std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
         }
         let listener = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         Ok(CtlServer {

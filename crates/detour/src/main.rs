@@ -12,13 +12,30 @@ mod control;
 mod ctl;
 mod health;
 mod neigh;
+mod notify;
 mod run;
+
+/// The manual's closing sections (also `detour --help`).
+const MAN_NOTES: &str = "\
+Files:
+  /etc/detour/detour.conf   the config (the command language; README.md documents every command)
+  /run/detour/detour.sock   the control socket of the packaged service (`detour ctl --socket`)
+
+Signals (detour run):
+  SIGHUP           re-read the config file; a file with errors is refused whole
+  SIGINT, SIGTERM  stop: the workers stop, the XDP programs are detached
+
+Exit status:
+  0 success; 1 a refused config or command; 2 usage, I/O or a broken connection
+
+See /usr/share/doc/detour/README.md for the command language, the data path and its limits.";
 
 #[derive(Parser)]
 #[command(
     name = "detour",
     version,
-    about = "HTTP-redirect load balancer (LocalDirector-style) on AF_XDP"
+    about = "HTTP-redirect load balancer (LocalDirector-style) on AF_XDP",
+    after_long_help = MAN_NOTES
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +88,10 @@ enum Cmd {
         /// The control socket (`detour ctl` talks to it).
         #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
         ctl_socket: PathBuf,
+        /// The control socket's mode, octal: 600 lets only detour's user in, 660 also the
+        /// members of its group (the packaged service: the `detour` group).
+        #[arg(long, default_value = "600", value_parser = parse_ctl_mode)]
+        ctl_mode: u32,
     },
     /// Send one command to a running detour: any config command, or `show
     /// virtual|real|url|bind|backup|statistics|health|config`, `reload`, `write memory`,
@@ -82,6 +103,17 @@ enum Cmd {
         /// The command, as words (e.g. `out-of-service real 198.18.0.2 sticky`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// Print a shell completion script for detour (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (roff): detour(1) and one per subcommand, as the package
+    /// installs them.
+    Man {
+        /// The directory to write `detour.1`, `detour-run.1`, ... into.
+        dir: PathBuf,
     },
 }
 
@@ -95,6 +127,21 @@ enum ModeArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "detour", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Cmd::Man { dir } => {
+            use clap::CommandFactory;
+            match clap_mangen::generate_to(Cli::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("detour man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Check { file, canonical } => check(&file, canonical),
         Cmd::Ctl { socket, command } => match ctl::request(&socket, &command.join(" ")) {
             Ok(answer) => {
@@ -122,6 +169,7 @@ fn main() -> ExitCode {
             summary_secs,
             duration_secs,
             ctl_socket,
+            ctl_mode,
         } => {
             let name = config.display().to_string();
             let text = match read_config(&config) {
@@ -174,6 +222,7 @@ fn main() -> ExitCode {
                 config_path: config.clone(),
                 idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
                 ctl_socket,
+                ctl_mode,
                 model,
                 client_if,
                 server_if,
@@ -192,6 +241,19 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `--ctl-mode`: octal, read and write bits for the owner and group only (a world-usable
+/// control socket would let any local user reconfigure the director).
+fn parse_ctl_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("expected an octal mode such as 600 or 660, found `{s}`"))?;
+    if mode & !0o660 != 0 || mode & 0o600 != 0o600 {
+        return Err(format!(
+            "expected 600 or 660 (owner read-write, group at most read-write, nothing for others), found `{s}`"
+        ));
+    }
+    Ok(mode)
 }
 
 /// Most bytes read from a config file.

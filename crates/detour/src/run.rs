@@ -10,6 +10,7 @@
 
 use crate::control::{Control, Report};
 use crate::ctl::{CtlServer, Metrics};
+use crate::notify;
 use crate::{health, neigh};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
@@ -39,6 +40,8 @@ pub struct Plan {
     /// Stop by itself after this long (tests, benchmarks).
     pub duration: Option<Duration>,
     pub ctl_socket: PathBuf,
+    /// The control socket's mode (0600: the owner only; 0660: its group too).
+    pub ctl_mode: u32,
     /// How long a worker keeps polling its rings after an empty batch before sleeping.
     pub idle_spin: Duration,
 }
@@ -139,7 +142,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 plan.client_if
             )
         })?;
-    let ctl = CtlServer::bind(&plan.ctl_socket)?;
+    let ctl = CtlServer::bind(&plan.ctl_socket, plan.ctl_mode)?;
     let metrics = match plan.model.settings.metrics {
         Some(a) => Some(Metrics::bind(a)?),
         None => None,
@@ -247,6 +250,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         control.epoch,
         plan.ctl_socket.display()
     );
+    notify::notify(notify::State::Ready);
 
     // Health checks.
     let (health_tx, health_rx) = crossbeam_channel::unbounded::<health::Transition>();
@@ -296,7 +300,9 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         let mut config_changed = false;
         if hup.swap(false, Ordering::Relaxed) {
+            notify::notify(notify::State::Reloading);
             let o = control.reload();
+            notify::notify(notify::State::Ready);
             eprint!("detour: SIGHUP: {}", o.answer);
             config_changed |= o.changed;
         }
@@ -365,6 +371,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    notify::notify(notify::State::Stopping);
     wstop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
