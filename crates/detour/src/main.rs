@@ -13,6 +13,7 @@ mod ctl;
 mod health;
 mod neigh;
 mod notify;
+mod privs;
 mod run;
 
 /// The manual's closing sections (also `detour --help`).

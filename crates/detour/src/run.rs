@@ -10,8 +10,8 @@
 
 use crate::control::{Control, Report};
 use crate::ctl::{CtlServer, Metrics};
-use crate::notify;
 use crate::{health, neigh};
+use crate::{notify, privs};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use detour_config::{model::Model, Snapshot};
@@ -250,6 +250,8 @@ pub fn run(plan: Plan) -> Result<(), String> {
         control.epoch,
         plan.ctl_socket.display()
     );
+    let kept = privs::drop_after_setup(privs::effective_uid()?)?;
+    eprintln!("detour: capabilities after set-up: {}", kept.join(" "));
     notify::notify(notify::State::Ready);
 
     // Health checks.
