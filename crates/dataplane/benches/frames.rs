@@ -34,6 +34,8 @@ fn worker() -> Worker {
     let cfg = WorkerConfig {
         macs: US,
         cookie_secret: [3; 32],
+        table_key: [4; 16],
+        one_armed: false,
         kernel_addrs: vec![],
     };
     Worker::new(cfg, Arc::new(s))

@@ -193,6 +193,18 @@ impl Cookies {
         ((slot & SLOT_MASK) as u32) << (MSS_BITS + HASH_BITS) | mss << HASH_BITS | hash
     }
 
+    /// Whether `cookie` carries the low bits of the current or the previous time slot: what
+    /// any cookie [`Cookies::check`] could accept does. A cookie that fails the check but
+    /// passes this one may be a valid cookie checked with the wrong client ISN (a later
+    /// segment of the connection); one that fails this is stale or forged whatever the ISN.
+    #[inline]
+    #[must_use]
+    pub fn in_window(cookie: u32, now_secs: u64) -> bool {
+        let now = now_secs / SLOT_SECS;
+        let sent = u64::from(cookie >> (MSS_BITS + HASH_BITS));
+        sent == now & SLOT_MASK || now.checked_sub(1).is_some_and(|p| sent == p & SLOT_MASK)
+    }
+
     /// Check `cookie` (the ACK's ack number minus 1) against the segment's 4-tuple (the same
     /// direction as the SYN: `src` is the client) and client ISN (the ACK's seq minus 1).
     ///
@@ -280,6 +292,24 @@ mod tests {
             assert_eq!(check_at(&c, cookie, T0 + SLOT_SECS), Some(1460));
             assert_eq!(check_at(&c, cookie, T0 + 2 * SLOT_SECS - 1), Some(1460));
         }
+    }
+
+    #[test]
+    fn in_window_holds_exactly_while_a_cookie_could_check() {
+        let c = Cookies::new(&SECRET);
+        let cookie = make_at(&c, T0 + 5);
+        for (at, want) in [
+            (T0, true),
+            (T0 + SLOT_SECS, true),
+            (T0 + 2 * SLOT_SECS - 1, true),
+            (T0 + 2 * SLOT_SECS, false),
+            (T0 - 1, false),
+        ] {
+            assert_eq!(Cookies::in_window(cookie, at), want, "at {at}");
+            assert_eq!(check_at(&c, cookie, at).is_some(), want, "check at {at}");
+        }
+        assert!(Cookies::in_window(make_at(&c, 0), 0));
+        assert!(!Cookies::in_window(make_at(&c, SLOT_SECS), 0));
     }
 
     #[test]

@@ -33,10 +33,28 @@ pub enum Reason {
     OutOfOrder,
     /// The reply did not fit the frame buffer.
     NoRoom,
+    /// A TCP segment the responder would answer (to a VIP, a DIP it answers for, or a port
+    /// with no service) whose checksum is wrong: never answered.
+    BadTcpChecksum,
+    /// To an owned address from a source no host may use (0.0.0.0/8, 127.0.0.0/8, multicast
+    /// 224.0.0.0/4, 240.0.0.0/4 with the broadcast address) or from one of the director's
+    /// own addresses: never answered nor forwarded.
+    Martian,
+    /// TCP flags no segment to a listener may carry (SYN with FIN or RST; none of SYN, ACK
+    /// and RST, such as a lone FIN or no flags at all): dropped as Linux does.
+    BadFlags,
+    /// From a real's address, but received on the client port (spoofed, or a loop): never
+    /// translated. In a one-armed setup both sides are one port and this never happens.
+    WrongSide,
+    /// A request segment with no kept head whose cookie does not check with its sequence
+    /// number, but whose cookie is of the current time slots: it may be a later segment whose
+    /// first is lost or late. Dropped without a RST, so the client's retransmission of the
+    /// first segment completes the request.
+    Unchecked,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Runt,
         Reason::BadIpv4,
         Reason::Fragment,
@@ -51,6 +69,11 @@ impl Reason {
         Reason::NothingToAnswer,
         Reason::OutOfOrder,
         Reason::NoRoom,
+        Reason::BadTcpChecksum,
+        Reason::Martian,
+        Reason::BadFlags,
+        Reason::WrongSide,
+        Reason::Unchecked,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -70,6 +93,11 @@ impl Reason {
             Reason::NothingToAnswer => "nothing_to_answer",
             Reason::OutOfOrder => "out_of_order",
             Reason::NoRoom => "no_room",
+            Reason::BadTcpChecksum => "bad_tcp_checksum",
+            Reason::Martian => "martian",
+            Reason::BadFlags => "bad_flags",
+            Reason::WrongSide => "wrong_side",
+            Reason::Unchecked => "unchecked",
         }
     }
 }

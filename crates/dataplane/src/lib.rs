@@ -30,4 +30,7 @@ mod table;
 mod worker;
 
 pub use counters::{Counters, RealCounters, Reason};
-pub use worker::{Verdict, Worker, WorkerConfig, BACKUP_FLOW_SLOTS, HEAD_SLOTS, MAX_HEAD};
+pub use worker::{
+    Verdict, Worker, WorkerConfig, BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS, HEAD_PER_PEER,
+    HEAD_SLOTS, MAX_HEAD,
+};

@@ -40,6 +40,10 @@ pub const HEAD_TTL_MS: u64 = 5_000;
 pub const BACKUP_FLOW_SLOTS: usize = 65_536;
 /// A backup flow idle this long is forgotten.
 pub const BACKUP_FLOW_TTL_MS: u64 = 300_000;
+/// Ways of one set of the split-head table one client address may hold.
+pub const HEAD_PER_PEER: usize = 2;
+/// Ways of one set of the backup-flow table one client address may hold.
+pub const BACKUP_FLOW_PER_PEER: usize = 4;
 /// How long a previous cookie secret is still accepted after a change.
 pub const COOKIE_GRACE_SECS: u64 = 128;
 /// Most headers in a request head.
@@ -52,8 +56,17 @@ const OUT: usize = MAX_HEAD;
 pub struct WorkerConfig {
     /// The director's MAC on each port ([`CLIENT`], [`SERVER`]).
     pub macs: [[u8; 6]; 2],
-    /// The SYN-cookie secret when the snapshot sets none.
+    /// The SYN-cookie secret when the snapshot sets none: one per director (every worker gets
+    /// the same, or an ACK landing on another queue than its SYN is refused), from the
+    /// kernel's random source.
     pub cookie_secret: [u8; 32],
+    /// The key of the tables' hash (SipHash-1-3), drawn at each start from the kernel's
+    /// random source, so that nobody outside can aim keys at one set.
+    pub table_key: [u8; 16],
+    /// One interface serves both sides: a real's replies arrive on the port frames from
+    /// clients do, so they are translated whatever the port. Otherwise they are translated
+    /// only when they arrive on [`SERVER`].
+    pub one_armed: bool,
     /// Addresses of the director's own kernel (traffic to them is passed, never forwarded).
     pub kernel_addrs: Vec<Ipv4Addr>,
 }
@@ -159,6 +172,9 @@ struct State {
     c: Counters,
     cookies: Cookies,
     secret: [u8; 32],
+    /// A secret installed without a clock ([`Worker::install`]): the rotation (and its grace
+    /// window) starts at the next frame's time.
+    pending_secret: Option<[u8; 32]>,
     picks: Vec<PickState>,
     /// Active connections per real, fed by the control thread (least connections).
     conns: Vec<u32>,
@@ -183,29 +199,41 @@ impl Worker {
                 c: Counters::default(),
                 cookies: Cookies::new(&secret),
                 secret,
+                pending_secret: None,
                 picks: Vec::new(),
                 conns: Vec::new(),
                 redirects_by_url: Vec::new(),
                 reals: Vec::new(),
-                heads: Table::new(HEAD_SLOTS, HEAD_TTL_MS),
-                flows: Table::new(BACKUP_FLOW_SLOTS, BACKUP_FLOW_TTL_MS),
+                heads: Table::new(HEAD_SLOTS, HEAD_TTL_MS, HEAD_PER_PEER, cfg.table_key),
+                flows: Table::new(
+                    BACKUP_FLOW_SLOTS,
+                    BACKUP_FLOW_TTL_MS,
+                    BACKUP_FLOW_PER_PEER,
+                    cfg.table_key,
+                ),
                 backup_flows: false,
                 scratch: Box::new([0; 2 * MAX_HEAD]),
                 cfg,
             },
             snap: snap.clone(),
         };
-        w.install_at(snap, 0);
+        w.install_with(snap, None);
         w
     }
 
     /// Switch to a new snapshot (between batches). Allocates per-virtual state; never per frame.
+    /// A new cookie secret takes over at the next frame, whose time starts the previous
+    /// secret's grace window.
     pub fn install(&mut self, snap: Arc<Snapshot>) {
-        self.install_at(snap, 0)
+        self.install_with(snap, None)
     }
 
-    /// As [`Worker::install`], with the time (ms) used to start a cookie-secret grace window.
+    /// As [`Worker::install`], with the time (ms) that starts a cookie-secret grace window.
     pub fn install_at(&mut self, snap: Arc<Snapshot>, now_ms: u64) {
+        self.install_with(snap, Some(now_ms))
+    }
+
+    fn install_with(&mut self, snap: Arc<Snapshot>, now_ms: Option<u64>) {
         let st = &mut self.st;
         st.picks = snap
             .virtuals
@@ -238,9 +266,16 @@ impl Worker {
             })
             .collect();
         let secret = snap.cookie_secret.unwrap_or(st.cfg.cookie_secret);
+        // `st.secret` is the secret cookies are made with; a pending one never made any.
+        st.pending_secret = None;
         if secret != st.secret {
-            st.cookies.rotate(&secret, now_ms / 1000, COOKIE_GRACE_SECS);
-            st.secret = secret;
+            match now_ms {
+                Some(now) => {
+                    st.cookies.rotate(&secret, now / 1000, COOKIE_GRACE_SECS);
+                    st.secret = secret;
+                }
+                None => st.pending_secret = Some(secret),
+            }
         }
         self.snap = snap;
     }
@@ -272,6 +307,16 @@ impl Worker {
         ]
     }
 
+    /// The most ways one client holds in one set of the split-head table and of the
+    /// backup-flow table (at most [`HEAD_PER_PEER`] and [`BACKUP_FLOW_PER_PEER`]; walks both
+    /// tables: for tests and statistics).
+    pub fn most_per_client(&self, now_ms: u64) -> [usize; 2] {
+        [
+            self.st.heads.most_per_peer(now_ms),
+            self.st.flows.most_per_peer(now_ms),
+        ]
+    }
+
     /// Active connections per real (index as in `Snapshot::reals`), for least connections.
     pub fn set_conns(&mut self, conns: &[u32]) {
         let n = self.st.conns.len().min(conns.len());
@@ -284,6 +329,10 @@ impl Worker {
     pub fn process(&mut self, buf: &mut [u8], len: usize, port: Port, now_ms: u64) -> Verdict {
         let st = &mut self.st;
         st.c.rx += 1;
+        if let Some(secret) = st.pending_secret.take() {
+            st.cookies.rotate(&secret, now_ms / 1000, COOKIE_GRACE_SECS);
+            st.secret = secret;
+        }
         let len = len.min(buf.len());
         let v = st.frame(&self.snap, buf, len, port, now_ms);
         match v {
@@ -368,6 +417,9 @@ impl State {
             if ip.frag {
                 return Verdict::Drop(Reason::Fragment);
             }
+            if self.martian(snap, ip.src) {
+                return Verdict::Drop(Reason::Martian);
+            }
             return match ip.proto {
                 PROTO_TCP => self.tcp_to_owned(snap, buf, ip, port, now),
                 PROTO_UDP => self.udp_to_owned(snap, buf, ip),
@@ -378,11 +430,46 @@ impl State {
         if self.kernel.binary_search(&u32::from(ip.dst)).is_ok() {
             return Verdict::Pass;
         }
+        if port != SERVER && !self.cfg.one_armed {
+            // Replies of reals come from the server side only: one from a real's address on
+            // the client side is spoofed (or looped) and never translated.
+            return if snap.is_real_ip(ip.src) {
+                Verdict::Drop(Reason::WrongSide)
+            } else {
+                Verdict::Pass
+            };
+        }
         match ip.proto {
             PROTO_TCP | PROTO_UDP => self.real_to_client(snap, buf, ip, now),
             PROTO_ICMP => self.icmp_real_to_client(snap, buf, ip, now),
             _ => Verdict::Pass,
         }
+    }
+
+    /// A source no host may send from (RFC 1122 3.2.1.3, RFC 5735), or the director's own:
+    /// never answered nor forwarded (Linux drops these as martians before TCP sees them).
+    #[inline]
+    fn martian(&self, snap: &Snapshot, src: Ipv4Addr) -> bool {
+        let first = src.octets()[0];
+        // 0/8 "this network", 127/8 loopback, 224/4 multicast, 240/4 (255.255.255.255 too).
+        first == 0
+            || first == 127
+            || first >= 224
+            || snap.owns(src)
+            || self.kernel.binary_search(&u32::from(src)).is_ok()
+    }
+
+    /// Whether the TCP checksum of the segment in `buf` (pseudo-header included) is right.
+    #[inline]
+    fn tcp_checksum_ok(buf: &[u8], ip: &Ip) -> bool {
+        let seg = &buf[ip.l4()..ip.end];
+        let pseudo = csum::pseudo_v4(
+            ip.src.octets(),
+            ip.dst.octets(),
+            PROTO_TCP,
+            seg.len() as u16,
+        );
+        csum::fold(csum::sum(pseudo, seg)) == 0xffff
     }
 
     fn parse_tcp(buf: &[u8], ip: &Ip) -> Option<Tcp> {
@@ -438,6 +525,9 @@ impl State {
         let Some(r) = snap.dip_at(ip.dst, t.dport) else {
             // An owned address on a port with no service: refuse as a host would (RFC 9293
             // 3.10.7.1), so the client is told at once instead of timing out.
+            if !Self::tcp_checksum_ok(buf, &ip) {
+                return Verdict::Drop(Reason::BadTcpChecksum);
+            }
             if t.rst {
                 return Verdict::Drop(Reason::NoService);
             }
@@ -506,21 +596,29 @@ impl State {
         rewrite_l4(buf, &ip, Rewrite::Dst, new_ip, dport, new_port);
         set_macs(buf, real.mac, self.cfg.macs[SERVER.0 as usize]);
         if to != r {
+            // Keyed by the client first: the table bounds each client's ways per set.
             let key = Key {
-                a_ip: u32::from(new_ip),
-                a_port: new_port,
-                b_ip: u32::from(ip.src),
-                b_port: sport,
+                a_ip: u32::from(ip.src),
+                a_port: sport,
+                b_ip: u32::from(new_ip),
+                b_port: new_port,
             };
-            let (f, how) = self.flows.insert(key, now);
-            *f = BackupFlow {
+            let flow = BackupFlow {
                 dip: u32::from(ip.dst),
                 dip_port: dport,
             };
-            if how == Inserted::Evicted {
-                self.c.backup_flows_evicted += 1;
+            // Only a SYN opens a flow; every other frame only refreshes the flow it belongs to.
+            if ip.proto == PROTO_TCP && buf[ip.l4() + 13] & 0x17 == 0x02 {
+                let (f, how) = self.flows.insert(key, now);
+                *f = flow;
+                if how != Inserted::Fresh {
+                    self.c.backup_flows_evicted += 1;
+                }
+                self.backup_flows = true;
+            } else if self.backup_flows {
+                // Refresh only: the DIP stays the one the SYN went to.
+                let _ = self.flows.get_mut(&key, now);
             }
-            self.backup_flows = true;
             self.c.to_backup += 1;
         }
         self.c.to_real += 1;
@@ -593,11 +691,12 @@ impl State {
         if !self.backup_flows {
             return None;
         }
+        // A reply: the client is the destination.
         let key = Key {
-            a_ip: u32::from(ip.src),
-            a_port: sport,
-            b_ip: u32::from(ip.dst),
-            b_port: dport,
+            a_ip: u32::from(ip.dst),
+            a_port: dport,
+            b_ip: u32::from(ip.src),
+            b_port: sport,
         };
         self.flows.get_mut(&key, now).copied()
     }
@@ -617,6 +716,14 @@ impl State {
         now: u64,
     ) -> Verdict {
         let plen = ip.end - t.data;
+        if !Self::tcp_checksum_ok(buf, &ip) {
+            return Verdict::Drop(Reason::BadTcpChecksum);
+        }
+        // What Linux's listener drops (tcp_rcv_state_process, LISTEN, and tcp_validate_incoming
+        // for the cookie's connection): SYN with FIN or RST; none of SYN, ACK and RST.
+        if (t.syn && (t.fin || t.rst)) || !(t.syn || t.ackf || t.rst) {
+            return Verdict::Drop(Reason::BadFlags);
+        }
         let key = Key {
             a_ip: u32::from(ip.src),
             a_port: t.sport,
@@ -728,7 +835,13 @@ impl State {
             t.ack.wrapping_sub(1),
             now / 1000,
         ) else {
-            // Forged, stale, or from before a restart: RST, never a response.
+            if Cookies::in_window(t.ack.wrapping_sub(1), now / 1000) {
+                // Maybe a later segment of a head whose first is lost or late (its seq is not
+                // ISN + 1, so the cookie cannot be checked): silence, as a kernel waiting for
+                // the first segment; the client's retransmission completes the request.
+                return Verdict::Drop(Reason::Unchecked);
+            }
+            // Stale, forged, or from before a restart whatever the ISN: RST, never a response.
             self.c.drop(Reason::BadCookie);
             self.c.rsts += 1;
             return self.reply(buf, &ip, &t, port, t.ack, None, Flags::RST, None, 0);
@@ -749,7 +862,7 @@ impl State {
         h.len = plen;
         h.bytes[..plen].copy_from_slice(&buf[t.data..ip.end]);
         self.c.heads_kept += 1;
-        if how == Inserted::Evicted {
+        if how != Inserted::Fresh {
             self.c.heads_evicted += 1;
         }
         self.reply(buf, &ip, &t, port, t.ack, Some(ack_to), Flags::ACK, None, 0)

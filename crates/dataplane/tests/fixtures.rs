@@ -790,22 +790,31 @@ fn bad_cookie() -> Case {
     let syn = syn_to(VIP);
     let req = data_after(&syn, REQ);
     let r = req.clone();
+    // Eight slots away: no cookie of the current or previous slot, whatever the client's ISN.
+    const STALE: u32 = 8 << 27;
     Case::new(
-        "request with a wrong cookie: RST (seq = its ack), no payload",
+        "request with a wrong cookie of the current slots: dropped without RST (it may be a \
+         later segment); of another slot: RST (seq = its ack), no payload",
         BASE,
     )
     .step("SYN", CLIENT, fixed(syn.tcp()), Want::Tx(CLIENT))
     .learn_cookie()
     .step(
-        "forged request",
+        "request with a wrong cookie of the current slot",
         CLIENT,
-        with_cookie(req, 1),
+        with_cookie(req.clone(), 1),
+        Want::Drop(Reason::Unchecked),
+    )
+    .step(
+        "request with a stale cookie",
+        CLIENT,
+        with_cookie(req, STALE),
         Want::Tx(CLIENT),
     )
     .expect(Box::new(move |c| {
         let mut a = r.answer(CLIENT);
         a.rst = true;
-        a.seq = c.cookie.wrapping_add(2);
+        a.seq = c.cookie.wrapping_add(1).wrapping_add(STALE);
         a.window = 0;
         a.tcp()
     }))
@@ -1798,7 +1807,7 @@ fixtures! {
     fin_to_vip_gets_ack => fin_gets_ack();
     rst_to_vip_is_dropped => rst_dropped();
     pure_ack_to_vip_is_dropped => pure_ack_dropped();
-    bad_cookie_gets_rst_without_payload => bad_cookie();
+    bad_cookie_is_dropped_in_its_slots_and_stale_one_gets_rst => bad_cookie();
     syn_with_ack_flag_gets_rst => syn_with_ack();
     non_http_payload_gets_400 => non_http();
     head_over_4096_bytes_gets_431 => head_too_large();

@@ -148,7 +148,8 @@ fn corpus_frames() -> Vec<(String, Vec<u8>)> {
     v.push((
         "client-request-bad-cookie",
         "tx",
-        after_handshake(b"GET / HTTP/1.1\r\n\r\n", 0, cookie ^ 0x0040_0000).tcp(),
+        // The slot bits changed: stale whatever the ISN, so a RST.
+        after_handshake(b"GET / HTTP/1.1\r\n\r\n", 0, cookie ^ 0x4000_0000).tcp(),
     ));
     v.push((
         "client-tls-hello-after-handshake",
@@ -256,6 +257,33 @@ fn corpus_frames() -> Vec<(String, Vec<u8>)> {
     let mut bad = syn.tcp();
     bad[25] ^= 0xff;
     v.push(("client-syn-bad-ip-checksum", "drop_bad_ipv4", bad));
+    let mut bad_sum = syn.tcp();
+    bad_sum[14 + 20 + 16] ^= 0x01;
+    v.push((
+        "client-syn-bad-tcp-checksum",
+        "drop_bad_tcp_checksum",
+        bad_sum,
+    ));
+    let mut loopback = corpus_syn();
+    loopback.src = [127, 0, 0, 1];
+    v.push(("client-syn-from-loopback", "drop_martian", loopback.tcp()));
+    let mut syn_fin = corpus_syn();
+    syn_fin.fin = true;
+    v.push(("client-syn-fin", "drop_bad_flags", syn_fin.tcp()));
+    let mut spoofed = reply.clone();
+    spoofed.src_mac = GW;
+    spoofed.dst_mac = US[0];
+    v.push((
+        "client-reply-from-nat-real",
+        "drop_wrong_side",
+        spoofed.tcp(),
+    ));
+    v.push((
+        "client-request-unchecked-cookie",
+        "drop_unchecked",
+        // The hash bits changed, the slot bits kept: maybe a later segment, so silence.
+        after_handshake(b"GET / HTTP/1.1\r\n\r\n", 0, cookie ^ 0x0040_0000).tcp(),
+    ));
     v.into_iter()
         .enumerate()
         .map(|(i, (what, outcome, f))| (format!("{:02}-{what}.{outcome}.bin", i + 1), f))

@@ -26,6 +26,8 @@ fn worker() -> Worker {
         WorkerConfig {
             macs: US,
             cookie_secret: [9; 32],
+            table_key: [5; 16],
+            one_armed: false,
             kernel_addrs: vec![],
         },
         Arc::new(s),
@@ -128,12 +130,27 @@ fn syn_then_request_gets_a_302_and_fin() {
         text.starts_with("HTTP/1.1 302 Found\r\nLocation: http://nat.lab/a/b?x=1\r\n"),
         "{text}"
     );
-    // A forged cookie gets a RST, never a response.
-    let (v, out) = run(
+    // A wrong cookie of the current slot is dropped (it may be a later segment) ...
+    let (v, _) = run(
         &mut w,
         &tcp(
             1001,
             Some(cookie.wrapping_add(2)),
+            false,
+            false,
+            [198, 18, 0, 1],
+            80,
+            req,
+        ),
+        CLIENT,
+    );
+    assert_eq!(v, Verdict::Drop(detour_dataplane::Reason::Unchecked));
+    // ... and a stale one gets a RST, never a response.
+    let (v, out) = run(
+        &mut w,
+        &tcp(
+            1001,
+            Some(cookie.wrapping_add(1).wrapping_add(8 << 27)),
             false,
             false,
             [198, 18, 0, 1],

@@ -167,10 +167,15 @@ pub fn run(plan: Plan) -> Result<(), String> {
         );
     }
 
-    // Steering: one XDP program per interface.
+    // One cookie secret and one table key for the whole director, or no start.
+    let (cookie_secret, table_key) = director_keys()?;
+
+    // Steering: one XDP program per interface; frames from reals only on the server side.
     let mut steers = Vec::new();
     for i in &ifaces {
-        let s = Steer::attach(i, None).map_err(|e| format!("XDP program on {i}: {e}"))?;
+        let mut s = Steer::attach(i, None).map_err(|e| format!("XDP program on {i}: {e}"))?;
+        s.set_client_side_only(ifaces.len() > 1 && *i == plan.client_if)
+            .map_err(|e| format!("XDP program on {i}: {e}"))?;
         eprintln!("detour: XDP steering attached to {i} in {} mode", s.mode());
         steers.push(s);
     }
@@ -189,8 +194,10 @@ pub fn run(plan: Plan) -> Result<(), String> {
         inboxes.push(inbox.clone());
         let cfg = WorkerConfig {
             macs,
-            cookie_secret: random_secret(),
+            cookie_secret,
+            table_key,
             kernel_addrs: kernel.clone(),
+            one_armed: ifaces.len() == 1,
         };
         let core = plan
             .cores
@@ -479,23 +486,18 @@ fn totals_line(t: &Counters) -> String {
     )
 }
 
-fn random_secret() -> [u8; 32] {
-    let mut s = [0u8; 32];
-    if let Ok(b) = std::fs::read("/proc/sys/kernel/random/uuid") {
-        // Two kernel-generated random UUIDs give 32 bytes of randomness.
-        let more = std::fs::read("/proc/sys/kernel/random/uuid").unwrap_or_default();
-        for (i, c) in b
-            .iter()
-            .chain(more.iter())
-            .filter(|c| c.is_ascii_hexdigit())
-            .enumerate()
-            .take(64)
-        {
-            let v = (*c as char).to_digit(16).unwrap_or(0) as u8;
-            s[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
-        }
-    }
-    s
+/// The director's cookie secret (used when the config sets none) and its tables' hash key,
+/// from the kernel's random source; without one, detour does not start.
+fn director_keys() -> Result<([u8; 32], [u8; 16]), String> {
+    let mut b = [0u8; 48];
+    getrandom::fill(&mut b).map_err(|e| {
+        format!("the kernel's random source failed ({e}): no cookie secret or table key")
+    })?;
+    let mut secret = [0u8; 32];
+    let mut key = [0u8; 16];
+    secret.copy_from_slice(&b[..32]);
+    key.copy_from_slice(&b[32..]);
+    Ok((secret, key))
 }
 
 struct WorkerCtx {

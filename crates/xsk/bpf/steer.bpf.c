@@ -11,14 +11,17 @@
 //   reals     HASH       {addr, port, pad} (network order) -> 1: the real servers
 //   real_ips  HASH       IPv4 address -> 1: the real servers' addresses (for their ICMP errors)
 //   kernel    HASH       IPv4 address -> 1: the director kernel's own addresses
+//   side      ARRAY      [0] -> 1 on the client-side interface of a two-armed director:
+//                        frames from reals are not the director's there (0: server side,
+//                        or the one interface of a one-armed director)
 //   stats     PERCPU_ARRAY of __u64 counters, indexed by the ST_* constants below
 //
 // Decision, per frame:
 //   ARP request whose target IP is owned                         -> socket
 //   IPv4 to an owned address (any protocol)                      -> socket
 //   IPv4 to a kernel address                                     -> kernel
-//   TCP/UDP from a real's (addr, port) (first fragment or whole) -> socket
-//   ICMP from a real's address                                   -> socket
+//   TCP/UDP from a real's (addr, port) (first fragment or whole) -> socket (kernel if `side`)
+//   ICMP from a real's address                                   -> socket (kernel if `side`)
 //   anything else (other ARP, IPv6, 802.1Q-tagged frames, ...)   -> kernel
 //
 // "-> socket" is bpf_redirect_map(&xsks, rx_queue_index, XDP_PASS): when no socket sits at
@@ -50,7 +53,8 @@ enum {
     ST_VLAN = 10,          // pass: 802.1Q / 802.1ad tagged
     ST_OTHER_IPV4 = 11,    // pass: IPv4 not the director's
     ST_MALFORMED = 12,     // pass: truncated or malformed headers
-    ST_COUNT = 13,
+    ST_REAL_CLIENT_SIDE = 13, // pass: from a real, but on the client-side interface
+    ST_COUNT = 14,
 };
 
 struct {
@@ -93,6 +97,13 @@ struct {
     __type(key, __u32);
     __type(value, __u8);
 } kernel SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} side SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -139,6 +150,17 @@ static __always_inline int to_kernel(__u32 reason)
     count(ST_PASSED);
     count(reason);
     return XDP_PASS;
+}
+
+// A frame from a real: the sockets' on the server side only (replies of reals come from
+// there; on the client side such a source is spoofed or looped).
+static __always_inline int from_real(struct xdp_md *ctx, __u32 reason)
+{
+    __u32 zero = 0;
+    __u32 *client_side = bpf_map_lookup_elem(&side, &zero);
+    if (client_side && *client_side)
+        return to_kernel(ST_REAL_CLIENT_SIDE);
+    return to_socket(ctx, reason);
 }
 
 SEC("xdp")
@@ -193,10 +215,10 @@ int detour_steer(struct xdp_md *ctx)
         struct real_key key = {.addr = saddr, .port = 0, .pad = 0};
         __builtin_memcpy(&key.port, l4, sizeof(key.port)); // source port
         if (bpf_map_lookup_elem(&reals, &key))
-            return to_socket(ctx, ST_FROM_REAL);
+            return from_real(ctx, ST_FROM_REAL);
     } else if (ip->protocol == IPPROTO_ICMP) {
         if (bpf_map_lookup_elem(&real_ips, &saddr))
-            return to_socket(ctx, ST_ICMP_FROM_REAL);
+            return from_real(ctx, ST_ICMP_FROM_REAL);
     }
     return to_kernel(ST_OTHER_IPV4);
 }

@@ -6,8 +6,11 @@
 //! - ARP request whose target IP is an owned address (VIP or DIP) → socket;
 //! - IPv4 to an owned address, whatever the protocol → socket;
 //! - IPv4 to one of the director kernel's own addresses → kernel (health checks, management);
-//! - TCP/UDP from a real server's (address, port) → socket (replies of reals to clients);
-//! - ICMP from a real server's address → socket (errors about the director's flows);
+//! - TCP/UDP from a real server's (address, port) → socket (replies of reals to clients),
+//!   except on the client side of a two-armed director ([`Steer::set_client_side_only`]) →
+//!   kernel;
+//! - ICMP from a real server's address → socket (errors about the director's flows), with the
+//!   same exception;
 //! - anything else (other ARP, IPv6, other IPv4...) → kernel.
 //!
 //! "→ socket" is `bpf_redirect_map(&xsks, rx_queue_index, XDP_PASS)`: a frame steered to a
@@ -25,7 +28,7 @@ use std::hash::Hash;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
 
-use aya::maps::{HashMap, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::Ebpf;
 
@@ -57,6 +60,7 @@ mod st {
     pub const VLAN: u32 = 10;
     pub const OTHER_IPV4: u32 = 11;
     pub const MALFORMED: u32 = 12;
+    pub const REAL_CLIENT_SIDE: u32 = 13;
 }
 
 /// How the program is attached.
@@ -124,7 +128,8 @@ impl std::error::Error for SteerError {}
 
 /// The program's counters, summed over CPUs. `redirected` is the sum of the steering reasons
 /// (`arp_owned`, `to_owned`, `from_real`, `icmp_from_real`), `passed` the sum of the passing
-/// ones (`to_kernel`, `arp_other`, `not_ipv4`, `vlan`, `other_ipv4`, `malformed`).
+/// ones (`to_kernel`, `arp_other`, `not_ipv4`, `vlan`, `other_ipv4`, `malformed`,
+/// `real_client_side`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SteerCounters {
     /// Frames steered to the sockets.
@@ -153,6 +158,8 @@ pub struct SteerCounters {
     pub other_ipv4: u64,
     /// Passed: truncated or malformed headers.
     pub malformed: u64,
+    /// Passed: from a real's address, but on the client-side interface.
+    pub real_client_side: u64,
 }
 
 /// Key of the `reals` map: `struct real_key` of `steer.bpf.c`, in network order.
@@ -193,6 +200,7 @@ pub struct Steer {
     reals: HashMap<MapData, RealKey, u8>,
     real_ips: HashMap<MapData, u32, u8>,
     kernel: HashMap<MapData, u32, u8>,
+    side: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     /// Holds the program and its link: dropping it detaches the program.
     _ebpf: Ebpf,
@@ -269,6 +277,7 @@ impl Steer {
             reals: take_map(&mut ebpf, "reals")?,
             real_ips: take_map(&mut ebpf, "real_ips")?,
             kernel: take_map(&mut ebpf, "kernel")?,
+            side: take_map(&mut ebpf, "side")?,
             stats: take_map(&mut ebpf, "stats")?,
             _ebpf: ebpf,
         })
@@ -282,6 +291,16 @@ impl Steer {
     /// The interface the program is attached to.
     pub fn iface(&self) -> &str {
         &self.iface
+    }
+
+    /// Mark this interface as the client side of a two-armed director (`true`): frames from
+    /// reals' addresses then go to the kernel, never to the sockets, since a real's replies
+    /// come from the server side. `false` (the default): the server side, or the one interface
+    /// of a one-armed director.
+    pub fn set_client_side_only(&mut self, on: bool) -> Result<(), SteerError> {
+        self.side
+            .set(0, u32::from(on), 0)
+            .map_err(|e| SteerError::with(format!("marking the side of {}", self.iface), &e))
     }
 
     /// Put an AF_XDP rx socket fd at `queue` in the XSKMAP.
@@ -382,6 +401,7 @@ impl Steer {
             vlan: get(st::VLAN)?,
             other_ipv4: get(st::OTHER_IPV4)?,
             malformed: get(st::MALFORMED)?,
+            real_client_side: get(st::REAL_CLIENT_SIDE)?,
         })
     }
 }

@@ -665,6 +665,8 @@ fn director(
     let cfg = WorkerConfig {
         macs: DIRECTOR_MACS,
         cookie_secret: [7u8; 32],
+        table_key: [6u8; 16],
+        one_armed: false,
         kernel_addrs: Vec::new(), // this harness has no kernel of its own
     };
     let mut w = Worker::new(cfg, snap);

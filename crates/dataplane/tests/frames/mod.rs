@@ -33,6 +33,8 @@ pub const REAL_B: [u8; 4] = [198, 18, 1, 4];
 pub const REAL_B_PORT: u16 = 8080;
 
 pub const SECRET: [u8; 32] = [9; 32];
+/// The key of the worker tables' hash.
+pub const TABLE_KEY: [u8; 16] = [0x5a; 16];
 /// A realistic wall clock (ms); tables treat a stamp of 0 as empty, so never use 0.
 pub const NOW_MS: u64 = 1_700_000_000_000;
 /// Frame buffer size handed to the worker (as the runtime's UMEM frames).
@@ -74,6 +76,8 @@ pub fn worker_with(conf: &str, real_macs: bool, gateway: bool) -> Worker {
         WorkerConfig {
             macs: US,
             cookie_secret: SECRET,
+            table_key: TABLE_KEY,
+            one_armed: false,
             kernel_addrs: vec![],
         },
         Arc::new(s),
