@@ -14,7 +14,8 @@ pub enum Reason {
     BadTcp,
     /// UDP header malformed or truncated.
     BadUdp,
-    /// ICMP message malformed or truncated, or an ICMP type the director does not handle.
+    /// ICMP message malformed, truncated or with a bad checksum, or an ICMP type the director
+    /// does not handle.
     BadIcmp,
     /// ARP packet malformed.
     BadArp,

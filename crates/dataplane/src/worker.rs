@@ -1097,7 +1097,8 @@ impl State {
 
     fn icmp_to_owned(&mut self, snap: &Snapshot, buf: &mut [u8], ip: Ip, port: Port) -> Verdict {
         let l4 = ip.l4();
-        if ip.end < l4 + 8 {
+        // Answered or translated with a fresh checksum: a corrupt message must not get one.
+        if ip.end < l4 + 8 || csum::checksum(&buf[l4..ip.end]) != 0 {
             return Verdict::Drop(Reason::BadIcmp);
         }
         match buf[l4] {
@@ -1195,6 +1196,13 @@ impl State {
                 dip
             }
         };
+        // Sent on with fresh checksums: a corrupt error must not get them.
+        if csum::checksum(&buf[ETH..l4]) != 0 {
+            return Verdict::Drop(Reason::BadIpv4);
+        }
+        if csum::checksum(&buf[l4..ip.end]) != 0 {
+            return Verdict::Drop(Reason::BadIcmp);
+        }
         if snap.gateway_mac == [0; 6] {
             return Verdict::Drop(Reason::NoNeighbour);
         }

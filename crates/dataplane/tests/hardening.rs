@@ -749,3 +749,43 @@ fn impossible_flags_to_the_responder_are_dropped_as_linux_does() {
     p.tx("FIN+ACK", &fin.tcp(), CLIENT, CLIENT, &ack.tcp());
     p.counters(&[("fin_acks", 1)]);
 }
+
+/// ICMP the director answers (echo) or passes on with a fresh checksum (errors): a corrupt
+/// message is dropped, never given a valid checksum.
+#[test]
+fn icmp_with_a_bad_checksum_is_neither_answered_nor_translated() {
+    let mut p = Probe::new(worker(BASE));
+    let mut echo = icmp_frame(
+        GW,
+        US[0],
+        CLIENT_IP,
+        VIP,
+        64,
+        1,
+        [8, 0, 0, 0, 0, 1, 0, 1],
+        b"ping",
+    );
+    echo[14 + 20 + 9] ^= 0x40;
+    p.drop("echo request", &echo, CLIENT, Reason::BadIcmp);
+    let mut quoted = Seg::from_client(REAL_NAT, REAL_NAT_PORT);
+    quoted.payload = b"q".to_vec();
+    let mut err = icmp_frame(
+        real_mac(REAL_NAT),
+        US[1],
+        REAL_NAT,
+        CLIENT_IP,
+        64,
+        1,
+        [3, 3, 0, 0, 0, 0, 0, 0],
+        &quoted.udp_ip(),
+    );
+    let n = err.len();
+    err[n - 1] ^= 0x40;
+    p.drop(
+        "port unreachable from the real",
+        &err,
+        SERVER,
+        Reason::BadIcmp,
+    );
+    p.counters(&[]);
+}
