@@ -54,8 +54,11 @@ fn snapshot(conf: &str) -> Arc<Snapshot> {
     Arc::new(s)
 }
 
-/// (DIP, its real, its backup real) as (address, port).
-const DIPS: [([u8; 4], ([u8; 4], u16), Option<([u8; 4], u16)>); 3] = [
+/// An address and port.
+type Addr = ([u8; 4], u16);
+
+/// (DIP, its real, its backup real).
+const DIPS: [([u8; 4], Addr, Option<Addr>); 3] = [
     (
         DIP_NAT,
         (REAL_NAT, REAL_NAT_PORT),
@@ -64,7 +67,7 @@ const DIPS: [([u8; 4], ([u8; 4], u16), Option<([u8; 4], u16)>); 3] = [
     (DIP_SAME, (DIP_SAME, 80), None),
     (DIP_B, (REAL_B, REAL_B_PORT), None),
 ];
-const REALS: [([u8; 4], u16); 3] = [
+const REALS: [Addr; 3] = [
     (REAL_NAT, REAL_NAT_PORT),
     (DIP_SAME, 80),
     (REAL_B, REAL_B_PORT),
