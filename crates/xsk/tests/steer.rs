@@ -449,11 +449,56 @@ fn steers_the_directors_traffic_and_passes_the_rest() {
     );
     assert_eq!(
         c.passed,
-        c.to_kernel + c.arp_other + c.not_ipv4 + c.vlan + c.other_ipv4 + c.malformed
+        c.to_kernel
+            + c.arp_other
+            + c.not_ipv4
+            + c.vlan
+            + c.other_ipv4
+            + c.malformed
+            + c.real_client_side
     );
     // No socket anywhere: every steered frame fell back to the kernel.
     assert_eq!(c.no_socket, c.redirected);
     assert_eq!(steer.stats(), (c.redirected, c.passed));
+}
+
+/// On the client side of a two-armed director, frames from a real's address are the kernel's
+/// (a real's replies come from the server side); traffic to owned addresses is still steered.
+#[test]
+fn frames_from_reals_are_passed_on_the_client_side() {
+    require_root();
+    let lab = Lab::new();
+    let mut steer = lab.attach(None);
+    let kernel = lab.kernel_a();
+    let real = SocketAddrV4::new(PEER_B, REAL_PORT);
+    steer
+        .set_addresses(&[OWNED], &[real], &kernel)
+        .expect("set_addresses");
+    lab.static_neigh(OWNED);
+    lab.static_neigh(ELSEWHERE);
+    steer.set_client_side_only(true).expect("client side");
+    let c0 = counters(&steer);
+    lab.udp_from_b(REAL_PORT, ELSEWHERE, 3);
+    assert_eq!(lab.ping_from_b(ELSEWHERE, 2), 0);
+    let c1 = wait_counters(&steer, "from the real on the client side", |c| {
+        c.real_client_side >= c0.real_client_side + 5
+    });
+    assert_eq!(
+        (c1.from_real, c1.icmp_from_real),
+        (c0.from_real, c0.icmp_from_real)
+    );
+    lab.udp_from_b(5000, OWNED, 2);
+    let c2 = wait_counters(&steer, "to the owned address", |c| {
+        c.to_owned >= c1.to_owned + 2
+    });
+    // Back to the server side: steered again.
+    steer.set_client_side_only(false).expect("server side");
+    lab.udp_from_b(REAL_PORT, ELSEWHERE, 3);
+    let c3 = wait_counters(&steer, "from the real on the server side", |c| {
+        c.from_real >= c2.from_real + 3
+    });
+    settle();
+    assert_eq!(counters(&steer).real_client_side, c3.real_client_side);
 }
 
 #[test]
