@@ -28,7 +28,7 @@ impl Key {
     fn hash(&self, k0: u64, k1: u64) -> u64 {
         let mut h = SipHasher13::new_with_keys(k0, k1);
         h.write_u64(u64::from(self.a_ip) << 32 | u64::from(self.b_ip));
-        h.write_u32(u32::from(self.a_port) << 16 | u32::from(self.b_port));
+        h.write_u64(u64::from(self.a_port) << 16 | u64::from(self.b_port));
         h.finish()
     }
 }
@@ -57,6 +57,9 @@ pub struct Table<V> {
     per_peer: usize,
     k0: u64,
     k1: u64,
+    /// Slots with a nonzero stamp (live, or expired and not yet reused): while none, lookups
+    /// and removals return at once without hashing.
+    used: usize,
 }
 
 impl<V: Default + Clone> Table<V> {
@@ -75,6 +78,7 @@ impl<V: Default + Clone> Table<V> {
             per_peer: per_peer.clamp(1, WAYS),
             k0: u64::from_le_bytes(key[..8].try_into().expect("8 bytes")),
             k1: u64::from_le_bytes(key[8..].try_into().expect("8 bytes")),
+            used: 0,
         }
     }
 
@@ -96,6 +100,9 @@ impl<V: Default + Clone> Table<V> {
     /// The live entry for `k`, refreshed.
     #[inline]
     pub fn get_mut(&mut self, k: &Key, now: u64) -> Option<&mut V> {
+        if self.used == 0 {
+            return None;
+        }
         let base = self.set(k);
         for i in base..base + WAYS {
             if self.keys[i] == *k && self.live(i, now) {
@@ -142,16 +149,21 @@ impl<V: Default + Clone> Table<V> {
             // Every way is free or live: with none free, some way is the oldest.
             (_, None, None) => (base, Inserted::Fresh),
         };
+        self.used += usize::from(self.stamps[slot] == 0);
         self.keys[slot] = k;
         self.stamps[slot] = now.max(1);
         (&mut self.vals[slot], how)
     }
 
     pub fn remove(&mut self, k: &Key) {
+        if self.used == 0 {
+            return;
+        }
         let base = self.set(k);
         for i in base..base + WAYS {
-            if self.keys[i] == *k {
+            if self.keys[i] == *k && self.stamps[i] != 0 {
                 self.stamps[i] = 0;
+                self.used -= 1;
             }
         }
     }

@@ -329,9 +329,8 @@ impl Worker {
     pub fn process(&mut self, buf: &mut [u8], len: usize, port: Port, now_ms: u64) -> Verdict {
         let st = &mut self.st;
         st.c.rx += 1;
-        if let Some(secret) = st.pending_secret.take() {
-            st.cookies.rotate(&secret, now_ms / 1000, COOKIE_GRACE_SECS);
-            st.secret = secret;
+        if st.pending_secret.is_some() {
+            st.rotate_pending(now_ms);
         }
         let len = len.min(buf.len());
         let v = st.frame(&self.snap, buf, len, port, now_ms);
@@ -496,6 +495,16 @@ impl State {
             data: ip.l4() + h.slice().len(),
             mss,
         })
+    }
+
+    /// Start using a secret installed without a clock, at the first frame's time.
+    #[cold]
+    fn rotate_pending(&mut self, now_ms: u64) {
+        if let Some(secret) = self.pending_secret.take() {
+            self.cookies
+                .rotate(&secret, now_ms / 1000, COOKIE_GRACE_SECS);
+            self.secret = secret;
+        }
     }
 
     // ---- client -> VIP / DIP -------------------------------------------------------------
