@@ -8,9 +8,11 @@ pub mod lang;
 pub mod model;
 pub mod predictor;
 pub mod snapshot;
+pub mod source;
 pub mod url;
 
 pub use error::Error;
 pub use lang::State;
 pub use model::{load, Model};
 pub use snapshot::{Action, Snapshot};
+pub use source::load_bytes;

@@ -3,13 +3,12 @@
 //! to them. Every change builds a new snapshot; nothing here runs on a worker.
 
 use detour_config::lang::{self, Command, State};
-use detour_config::model::{load, Model};
+use detour_config::model::Model;
 use detour_config::Snapshot;
 use detour_dataplane::{Counters, RealCounters, Reason};
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -197,7 +196,8 @@ impl Control {
                 "backup" | "backups" => Outcome::text(self.show_backups()),
                 "statistics" | "stats" => Outcome::text(self.show_statistics()),
                 other => Outcome::error(format!(
-                    "expected `show virtual|real|url|bind|backup|statistics|config`, found `{other}`"
+                    "expected `show virtual|real|url|bind|backup|statistics|health|config`, found {}",
+                    detour_config::error::quoted(other)
                 )),
             },
             ["show"] => Outcome::error("expected `show virtual|real|url|bind|backup|statistics|config`"),
@@ -247,11 +247,11 @@ impl Control {
 
     pub fn reload(&mut self) -> Outcome {
         let name = self.path.display().to_string();
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match crate::files::read_config(&self.path) {
             Ok(t) => t,
             Err(e) => return Outcome::error(format!("{name}: {e}; running config unchanged")),
         };
-        match load(&text, &name) {
+        match detour_config::load_bytes(&text, &name) {
             Ok(m) => {
                 self.model = m;
                 self.rebuild();
@@ -284,32 +284,16 @@ impl Control {
                 .map_or(0, |d| d.as_secs()),
             self.model.to_config()
         );
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            self.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("detour.conf"),
-            std::process::id()
-        ));
-        let r = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        match r {
-            Ok(()) => Outcome::text(format!("ok: wrote {}\n", self.path.display())),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Outcome::error(format!("{}: {e}", self.path.display()))
+        match crate::files::write_config(&self.path, &text) {
+            Ok(target) if target == self.path => {
+                Outcome::text(format!("ok: wrote {}\n", self.path.display()))
             }
+            Ok(target) => Outcome::text(format!(
+                "ok: wrote {} (through {})\n",
+                target.display(),
+                self.path.display()
+            )),
+            Err(e) => Outcome::error(e),
         }
     }
 

@@ -43,6 +43,9 @@ pub const MAX_RESPONSE: usize = 4096;
 /// Shortest interval and timeout used, whatever the check says (the language allows 10ms).
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// Capacity of the transition channel the control thread drains: a checking thread whose
+/// transition does not fit waits (backpressure, still stoppable), it never drops one.
+pub const QUEUE: usize = 256;
 /// Stack of a checking thread: a check needs a 4 KiB buffer and a few strings.
 const STACK: usize = 128 * 1024;
 
@@ -343,13 +346,17 @@ fn run(t: &Target, status: &Mutex<Status>, stop: &Receiver<()>, tx: &Sender<Tran
             s.since = now;
             drop(s);
             if !stopped(stop) {
-                let _ = tx.send(Transition {
-                    addr: t.addr,
-                    up,
-                    reason,
-                    at: now,
-                    detection: now.saturating_duration_since(run_start),
-                });
+                send(
+                    tx,
+                    stop,
+                    Transition {
+                        addr: t.addr,
+                        up,
+                        reason,
+                        at: now,
+                        detection: now.saturating_duration_since(run_start),
+                    },
+                );
             }
         } else {
             drop(s);
@@ -357,6 +364,22 @@ fn run(t: &Target, status: &Mutex<Status>, stop: &Receiver<()>, tx: &Sender<Tran
         // Keep to the schedule; after a check that overran it, the next one starts at once
         // (still one at a time).
         next = (next + interval).max(Instant::now());
+    }
+}
+
+/// Send a transition, waiting while the channel is full (checking for a stop each
+/// [`SLICE`]); dropped only when stopped or nobody listens any more.
+fn send(tx: &Sender<Transition>, stop: &Receiver<()>, mut t: Transition) {
+    loop {
+        match tx.send_timeout(t, SLICE) {
+            Ok(()) | Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                if stopped(stop) {
+                    return;
+                }
+                t = back;
+            }
+        }
     }
 }
 

@@ -3,18 +3,22 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use detour_config::lang::Role;
-use detour_config::{load, Snapshot};
+use detour_config::{load_bytes, Snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 mod control;
-mod ctl;
+mod files;
 mod health;
 mod neigh;
 mod notify;
 mod privs;
 mod run;
+mod serve;
+
+/// Default path of the control socket.
+const DEFAULT_SOCKET: &str = "/run/detour.sock";
 
 /// The manual's closing sections (also `detour --help`).
 const MAN_NOTES: &str = "\
@@ -87,7 +91,7 @@ enum Cmd {
         #[arg(long)]
         duration_secs: Option<u64>,
         /// The control socket (`detour ctl` talks to it).
-        #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+        #[arg(long, default_value = DEFAULT_SOCKET)]
         ctl_socket: PathBuf,
         /// The control socket's mode, octal: 600 lets only detour's user in, 660 also the
         /// members of its group (the packaged service: the `detour` group).
@@ -99,7 +103,7 @@ enum Cmd {
     /// `clear statistics`.
     Ctl {
         /// The control socket.
-        #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+        #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
         /// The command, as words (e.g. `out-of-service real 198.18.0.2 sticky`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -144,7 +148,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Check { file, canonical } => check(&file, canonical),
-        Cmd::Ctl { socket, command } => match ctl::request(&socket, &command.join(" ")) {
+        Cmd::Ctl { socket, command } => match serve::request(&socket, &command.join(" ")) {
             Ok(answer) => {
                 print!("{answer}");
                 if answer.starts_with("error") {
@@ -180,7 +184,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let model = match load(&text, &name) {
+            let model = match load_bytes(&text, &name) {
                 Ok(m) => m,
                 Err(errors) => {
                     for e in &errors {
@@ -257,9 +261,6 @@ fn parse_ctl_mode(s: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
-/// Most bytes read from a config file.
-const MAX_CONFIG: u64 = 16 << 20;
-
 fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
     let name = file.display().to_string();
     let text = match read_config(file) {
@@ -269,7 +270,7 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match load(&text, &name) {
+    match load_bytes(&text, &name) {
         Ok(model) => {
             if canonical {
                 print!("{}", model.to_config());
@@ -288,20 +289,7 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
     }
 }
 
-fn read_config(file: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    f.take(MAX_CONFIG + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_CONFIG {
-        return Err(format!("larger than {MAX_CONFIG} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        )
-    })
+/// A config file's text, or why it cannot be had.
+fn read_config(file: &std::path::Path) -> Result<Vec<u8>, String> {
+    files::read_config(file)
 }

@@ -9,7 +9,7 @@
 //! new snapshots (and connection counts) between batches.
 
 use crate::control::{Control, Report};
-use crate::ctl::{CtlServer, Metrics};
+use crate::serve::{self, Board, Request};
 use crate::{health, neigh};
 use crate::{notify, privs};
 use crossbeam_channel::Sender;
@@ -100,6 +100,9 @@ fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
 }
 
 pub fn run(plan: Plan) -> Result<(), String> {
+    // First, so a path that is not ours is refused before anything else is touched.
+    let listener = crate::files::bind_socket(&plan.ctl_socket, plan.ctl_mode)?;
+    let (ctl, requests) = serve::serve_ctl(listener, &plan.ctl_socket, serve::CTL_LIMITS)?;
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -142,9 +145,13 @@ pub fn run(plan: Plan) -> Result<(), String> {
                 plan.client_if
             )
         })?;
-    let ctl = CtlServer::bind(&plan.ctl_socket, plan.ctl_mode)?;
+    let board = Board::default();
     let metrics = match plan.model.settings.metrics {
-        Some(a) => Some(Metrics::bind(a)?),
+        Some(a) => Some(serve::serve_metrics(
+            a,
+            board.clone(),
+            serve::METRICS_LIMITS,
+        )?),
         None => None,
     };
 
@@ -262,7 +269,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
     notify::notify(notify::State::Ready);
 
     // Health checks.
-    let (health_tx, health_rx) = crossbeam_channel::unbounded::<health::Transition>();
+    let (health_tx, health_rx) = crossbeam_channel::bounded::<health::Transition>(health::QUEUE);
     let mut checker = health::Health::start(health::targets(&control.model), health_tx);
 
     // The control loop.
@@ -315,17 +322,9 @@ pub fn run(plan: Plan) -> Result<(), String> {
             eprint!("detour: SIGHUP: {}", o.answer);
             config_changed |= o.changed;
         }
-        ctl.poll(|line| {
-            if matches!(
-                line.split_whitespace().collect::<Vec<_>>().as_slice(),
-                ["show", "health"]
-            ) {
-                return show_health(&checker);
-            }
-            let o = control.command(line);
-            config_changed |= o.changed;
-            o.answer
-        });
+        while let Ok(req) = requests.try_recv() {
+            config_changed |= answer(&mut control, &checker, req);
+        }
         if config_changed {
             checker.update(health::targets(&control.model));
             if checker.ignored() > 0 {
@@ -339,9 +338,6 @@ pub fn run(plan: Plan) -> Result<(), String> {
         if changed {
             steer_all(&mut steers, &control.snap, &kernel);
             push(&inboxes, &control.snap, &mut held);
-        }
-        if let Some(m) = &metrics {
-            m.poll(|| control.prometheus());
         }
         if last_neigh.elapsed() >= Duration::from_secs(2) {
             last_neigh = Instant::now();
@@ -358,6 +354,9 @@ pub fn run(plan: Plan) -> Result<(), String> {
             let conns = Arc::new(control.active_conns());
             for q in &inboxes {
                 let _ = q.push(Msg::Conns(control.epoch, conns.clone()));
+            }
+            if metrics.is_some() {
+                board.publish(prometheus(&control, &ctl, metrics.as_ref()));
             }
         }
         if last_summary.elapsed() >= plan.summary {
@@ -378,7 +377,14 @@ pub fn run(plan: Plan) -> Result<(), String> {
             prev_total = total;
             interval.reset();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Sleep until the next tick, or until a command comes (answered at once).
+        if let Ok(req) = requests.recv_timeout(Duration::from_millis(20)) {
+            if answer(&mut control, &checker, req) {
+                checker.update(health::targets(&control.model));
+                steer_all(&mut steers, &control.snap, &kernel);
+                push(&inboxes, &control.snap, &mut held);
+            }
+        }
     }
     notify::notify(notify::State::Stopping);
     wstop.store(true, Ordering::Relaxed);
@@ -398,6 +404,38 @@ pub fn run(plan: Plan) -> Result<(), String> {
     drop(steers);
     drop(ctl);
     Ok(())
+}
+
+/// Answer one ctl command; true when the configuration changed.
+fn answer(control: &mut Control, checker: &health::Health, req: Request) -> bool {
+    let words: Vec<&str> = req.line.split_whitespace().collect();
+    let (text, changed) = if words == ["show", "health"] {
+        (show_health(checker), false)
+    } else {
+        let o = control.command(&req.line);
+        (o.answer, o.changed)
+    };
+    let _ = req.reply.try_send(text);
+    changed
+}
+
+/// The metrics text: the control plane's, and the serving counts of both listeners.
+fn prometheus(control: &Control, ctl: &serve::Server, metrics: Option<&serve::Server>) -> String {
+    let mut o = control.prometheus();
+    o.push_str("# HELP detour_listener_connections_total Connections to the control socket and the metrics endpoint, by outcome.\n# TYPE detour_listener_connections_total counter\n");
+    for (name, srv) in std::iter::once(("ctl", ctl)).chain(metrics.map(|m| ("metrics", m))) {
+        let c = &srv.counts;
+        for (outcome, n) in [
+            ("served", c.served.load(Ordering::Relaxed)),
+            ("refused", c.refused.load(Ordering::Relaxed)),
+            ("cut", c.cut.load(Ordering::Relaxed)),
+        ] {
+            o.push_str(&format!(
+                "detour_listener_connections_total{{listener=\"{name}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+    }
+    o
 }
 
 fn show_health(h: &health::Health) -> String {
