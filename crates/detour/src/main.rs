@@ -8,14 +8,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-mod control;
-mod files;
 mod health;
 mod neigh;
 mod notify;
 mod privs;
 mod run;
 mod serve;
+mod socket;
 
 /// Default path of the control socket.
 const DEFAULT_SOCKET: &str = "/run/detour.sock";
@@ -291,5 +290,5 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
 
 /// A config file's text, or why it cannot be had.
 fn read_config(file: &std::path::Path) -> Result<Vec<u8>, String> {
-    files::read_config(file)
+    detour_control::files::read_config(file)
 }

@@ -132,6 +132,33 @@ pub fn resolve(
     None
 }
 
+/// The kernel's neighbour table as the control plane's source of MACs.
+#[derive(Default)]
+pub struct Kernel {
+    routes: Routes,
+}
+
+impl detour_control::Neighbours for Kernel {
+    fn fill(
+        &mut self,
+        s: &mut detour_config::Snapshot,
+        gateway: Ipv4Addr,
+        missing: &mut Vec<String>,
+    ) {
+        let table = arp_table();
+        for r in &mut s.reals {
+            match resolve(*r.addr.ip(), &table, &mut self.routes) {
+                Some(m) => r.mac = m,
+                None => missing.push(format!("real {}", r.addr)),
+            }
+        }
+        match resolve(gateway, &table, &mut self.routes) {
+            Some(m) => s.gateway_mac = m,
+            None => missing.push(format!("gateway {gateway}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

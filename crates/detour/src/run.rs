@@ -8,13 +8,14 @@
 //! they run the data path over their AF_XDP sockets in a run-to-completion loop and pick up
 //! new snapshots (and connection counts) between batches.
 
-use crate::control::{Control, Report};
 use crate::serve::{self, Board, Request};
 use crate::{health, neigh};
 use crate::{notify, privs};
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use detour_config::{model::Model, Snapshot};
+use detour_control::show::CheckStatus;
+use detour_control::{Control, Report};
 use detour_dataplane::{Counters, Verdict, Worker, WorkerConfig, CLIENT, SERVER};
 use detour_xsk::io::{IoConfig, Mode, Out, QueueIo};
 use detour_xsk::steer::{kernel_addrs, Steer};
@@ -65,30 +66,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Snapshot of a model with MACs filled in from the kernel; `missing` names what has none.
-pub fn snapshot(
-    model: &Model,
-    epoch: u64,
-    gateway: Ipv4Addr,
-    missing: &mut Vec<String>,
-    routes: &mut neigh::Routes,
-) -> Snapshot {
-    let table = neigh::arp_table();
-    let mut s = Snapshot::compile(model, epoch);
-    missing.clear();
-    for r in &mut s.reals {
-        match neigh::resolve(*r.addr.ip(), &table, routes) {
-            Some(m) => r.mac = m,
-            None => missing.push(format!("real {}", r.addr)),
-        }
-    }
-    match neigh::resolve(gateway, &table, routes) {
-        Some(m) => s.gateway_mac = m,
-        None => missing.push(format!("gateway {gateway}")),
-    }
-    s
-}
-
 fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
     let owned: Vec<Ipv4Addr> = snap.owned_addrs().collect();
     let reals: Vec<_> = snap.reals.iter().map(|r| r.addr).collect();
@@ -101,7 +78,7 @@ fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
 
 pub fn run(plan: Plan) -> Result<(), String> {
     // First, so a path that is not ours is refused before anything else is touched.
-    let listener = crate::files::bind_socket(&plan.ctl_socket, plan.ctl_mode)?;
+    let listener = crate::socket::bind_socket(&plan.ctl_socket, plan.ctl_mode)?;
     let (ctl, requests) = serve::serve_ctl(listener, &plan.ctl_socket, serve::CTL_LIMITS)?;
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -161,6 +138,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         plan.model.clone(),
         gateway,
         plan.queues as usize,
+        Box::new(neigh::Kernel::default()),
     );
     let t0 = Instant::now();
     while !control.missing.is_empty() && t0.elapsed() < Duration::from_secs(3) {
@@ -294,7 +272,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         held.retain(|s| Arc::strong_count(s) > 1);
         while let Ok(r) = report_rx.try_recv() {
             let _ = interval.add(&r.hist);
-            control.report(r);
+            control.stats.report(r);
         }
         let mut changed = false;
         while let Ok(t) = health_rx.try_recv() {
@@ -319,8 +297,8 @@ pub fn run(plan: Plan) -> Result<(), String> {
             notify::notify(notify::State::Reloading);
             let o = control.reload();
             notify::notify(notify::State::Ready);
-            eprint!("detour: SIGHUP: {}", o.answer);
-            config_changed |= o.changed;
+            eprint!("detour: SIGHUP: {}", o.text());
+            config_changed |= o.changed();
         }
         while let Ok(req) = requests.try_recv() {
             config_changed |= answer(&mut control, &checker, req);
@@ -362,7 +340,7 @@ pub fn run(plan: Plan) -> Result<(), String> {
         if last_summary.elapsed() >= plan.summary {
             let secs = last_summary.elapsed().as_secs_f64();
             last_summary = Instant::now();
-            let total = control.totals().counters;
+            let total = control.stats.totals().counters;
             println!(
                 "{}",
                 summary_line(
@@ -392,10 +370,10 @@ pub fn run(plan: Plan) -> Result<(), String> {
         let _ = h.join();
     }
     while let Ok(r) = report_rx.try_recv() {
-        control.report(r);
+        control.stats.report(r);
     }
     checker.stop();
-    let total = control.totals().counters;
+    let total = control.stats.totals().counters;
     println!(
         "detour: stopped after {:.1}s; totals: {}",
         started.elapsed().as_secs_f64(),
@@ -409,11 +387,17 @@ pub fn run(plan: Plan) -> Result<(), String> {
 /// Answer one ctl command; true when the configuration changed.
 fn answer(control: &mut Control, checker: &health::Health, req: Request) -> bool {
     let words: Vec<&str> = req.line.split_whitespace().collect();
-    let (text, changed) = if words == ["show", "health"] {
-        (show_health(checker), false)
-    } else {
-        let o = control.command(&req.line);
-        (o.answer, o.changed)
+    let (text, changed) = match words.as_slice() {
+        [show, view]
+            if show.eq_ignore_ascii_case("show")
+                && detour_control::commands::show_view(view) == Some("health") =>
+        {
+            (show_health(checker), false)
+        }
+        _ => {
+            let o = control.command(&req.line);
+            (o.text(), o.changed())
+        }
     };
     let _ = req.reply.try_send(text);
     changed
@@ -439,23 +423,20 @@ fn prometheus(control: &Control, ctl: &serve::Server, metrics: Option<&serve::Se
 }
 
 fn show_health(h: &health::Health) -> String {
-    let mut o = String::new();
-    for s in h.status() {
-        o.push_str(&format!(
-            "{:<21} {:<4} for {:<8} checks {} failures {} transitions {}  last: {}\n",
-            s.addr,
-            if s.up { "up" } else { "down" },
-            crate::control::fmt_dur(s.since.elapsed()),
-            s.checks,
-            s.failures,
-            s.transitions,
-            s.last
-        ));
-    }
-    if o.is_empty() {
-        o.push_str("no health checks configured\n");
-    }
-    o
+    let checks: Vec<CheckStatus> = h
+        .status()
+        .into_iter()
+        .map(|s| CheckStatus {
+            addr: s.addr,
+            up: s.up,
+            since: s.since,
+            checks: s.checks,
+            failures: s.failures,
+            transitions: s.transitions,
+            last: s.last,
+        })
+        .collect();
+    detour_control::show::health(&checks)
 }
 
 fn rate(now: u64, before: u64, secs: f64) -> String {
@@ -477,13 +458,17 @@ fn summary_line(
     h: &Histogram<u64>,
     c: &Control,
 ) -> String {
-    let per_worker: Vec<String> = c
-        .worker_rx()
+    let workers = c.stats.workers();
+    let per_worker: Vec<String> = workers
         .iter()
         .enumerate()
-        .map(|(i, n)| format!("w{i}:{n}"))
+        .map(|(i, w)| format!("w{i}:{}", w.as_ref().map_or(0, |w| w.counters.rx)))
         .collect();
-    let epoch = c.worker_epochs().into_iter().min().unwrap_or(0);
+    let epoch = workers
+        .iter()
+        .map(|w| w.as_ref().map_or(0, |w| w.epoch))
+        .min()
+        .unwrap_or(0);
     format!(
         "[{:>6.1}s] rx {}/s tx {}/s | redirects {}/s syn-acks {}/s | to-real {}/s to-client {}/s | drops {}/s | batch p50 {}us p99 {}us ({} batches) | frames {} | epoch {}",
         up.as_secs_f64(),
@@ -550,26 +535,16 @@ struct WorkerCtx {
     idle_spin: Duration,
 }
 
+/// A worker's report: plain copies of its counters, indexed like its snapshot's tables.
 fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
-    let s = w.snapshot();
     Report {
         worker: id,
         counters: w.counters().clone(),
         batches,
         hist,
-        epoch: s.epoch,
-        reals: s
-            .reals
-            .iter()
-            .map(|r| r.addr)
-            .zip(w.real_counters().iter().copied())
-            .collect(),
-        urls: s
-            .urls
-            .iter()
-            .zip(w.redirects_by_url())
-            .map(|(u, n)| (u.id.clone(), u.implicit, *n))
-            .collect(),
+        epoch: w.snapshot().epoch,
+        reals: w.real_counters().to_vec(),
+        urls: w.redirects_by_url().to_vec(),
     }
 }
 

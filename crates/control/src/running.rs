@@ -1,0 +1,157 @@
+//! The running configuration and the snapshots built from it.
+//!
+//! [`Control`] holds the model as the operator set it, the reals the health checks found
+//! down (an overlay: shown and run as `failed` while configured to forward, never written
+//! back), the current snapshot and its epoch, when each real entered its state, and the
+//! statistics. Every change builds a new snapshot through [`Control::rebuild`]; the MACs of
+//! the reals and of the gateway come from a [`Neighbours`] (the kernel's table in `detour
+//! run`, a fixed table in tests).
+
+use crate::stats::Stats;
+use detour_config::lang::State;
+use detour_config::model::Model;
+use detour_config::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where MAC addresses come from.
+pub trait Neighbours: Send {
+    /// Fill in the MACs of `snap`'s reals and its gateway; name in `missing` what has none
+    /// (`real <addr>`, `gateway <ip>`).
+    fn fill(&mut self, snap: &mut Snapshot, gateway: Ipv4Addr, missing: &mut Vec<String>);
+}
+
+pub struct Control {
+    /// The config file `reload` and `write memory` use.
+    pub path: PathBuf,
+    /// The running configuration, with the states the operator set.
+    pub model: Model,
+    /// Reals the health checks found down (shown as `failed` while configured in service).
+    pub health_down: BTreeSet<SocketAddrV4>,
+    pub gateway: Ipv4Addr,
+    pub epoch: u64,
+    pub snap: Arc<Snapshot>,
+    /// What has no MAC yet.
+    pub missing: Vec<String>,
+    neighbours: Box<dyn Neighbours>,
+    /// Effective state of each real and since when.
+    pub(crate) state_since: BTreeMap<SocketAddrV4, (State, Instant)>,
+    pub stats: Stats,
+    pub health_transitions: u64,
+    pub started: Instant,
+}
+
+impl Control {
+    pub fn new(
+        path: PathBuf,
+        model: Model,
+        gateway: Ipv4Addr,
+        workers: usize,
+        neighbours: Box<dyn Neighbours>,
+    ) -> Control {
+        let mut c = Control {
+            path,
+            model,
+            health_down: BTreeSet::new(),
+            gateway,
+            epoch: 0,
+            snap: Arc::new(Snapshot::compile(&Model::default(), 0)),
+            missing: Vec::new(),
+            neighbours,
+            state_since: BTreeMap::new(),
+            stats: Stats::new(workers, 0),
+            health_transitions: 0,
+            started: Instant::now(),
+        };
+        c.rebuild();
+        c
+    }
+
+    /// The model the data path runs: the running config with health failures applied.
+    pub fn effective(&self) -> Model {
+        let mut m = self.model.clone();
+        for r in &mut m.reals {
+            if self.health_down.contains(&r.addr) && r.state.forwards() {
+                r.state = State::Failed;
+            }
+        }
+        m
+    }
+
+    fn compile(&mut self, epoch: u64, missing: &mut Vec<String>) -> Snapshot {
+        let mut s = Snapshot::compile(&self.effective(), epoch);
+        missing.clear();
+        self.neighbours.fill(&mut s, self.gateway, missing);
+        s
+    }
+
+    fn install(&mut self, s: Snapshot) {
+        let now = Instant::now();
+        for r in &s.reals {
+            let e = self.state_since.entry(r.addr).or_insert((r.state, now));
+            if e.0 != r.state {
+                *e = (r.state, now);
+            }
+        }
+        self.stats.follow(&self.snap, &s);
+        self.epoch = s.epoch;
+        self.snap = Arc::new(s);
+    }
+
+    /// Build the next snapshot (MACs from the neighbours) and remember state changes.
+    pub fn rebuild(&mut self) -> Arc<Snapshot> {
+        let mut missing = Vec::new();
+        let s = self.compile(self.epoch + 1, &mut missing);
+        self.missing = missing;
+        self.install(s);
+        self.snap.clone()
+    }
+
+    /// Rebuild only if the neighbours' MACs changed; true when a new snapshot was made.
+    pub fn refresh_neighbours(&mut self) -> bool {
+        let mut missing = Vec::new();
+        let fresh = self.compile(self.epoch + 1, &mut missing);
+        let macs = |s: &Snapshot| {
+            (
+                s.reals.iter().map(|r| r.mac).collect::<Vec<_>>(),
+                s.gateway_mac,
+            )
+        };
+        if macs(&fresh) == macs(&self.snap) {
+            return false;
+        }
+        self.missing = missing;
+        self.install(fresh);
+        true
+    }
+
+    /// A health transition: true when the snapshot changed (a real went down or came back
+    /// while configured to forward).
+    pub fn health(&mut self, addr: SocketAddrV4, up: bool) -> bool {
+        self.health_transitions += 1;
+        let changed = if up {
+            self.health_down.remove(&addr)
+        } else {
+            self.health_down.insert(addr)
+        };
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    /// Active connections per real of the current snapshot, for least connections.
+    pub fn active_conns(&self) -> Vec<u32> {
+        self.stats.active_conns(self.snap.reals.len())
+    }
+
+    /// How long real `addr` has been in its current state.
+    pub fn since(&self, addr: SocketAddrV4) -> std::time::Duration {
+        self.state_since
+            .get(&addr)
+            .map_or(std::time::Duration::ZERO, |(_, t)| t.elapsed())
+    }
+}
