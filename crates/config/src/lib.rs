@@ -3,13 +3,17 @@
 //! that pick a member per redirect ([`predictor`]) and the redirect renderer ([`url`]).
 #![forbid(unsafe_code)]
 
+mod apply;
+pub mod commands;
 pub mod error;
 pub mod lang;
 pub mod model;
+mod parse;
 pub mod predictor;
 pub mod snapshot;
 pub mod source;
 pub mod url;
+mod write;
 
 pub use error::Error;
 pub use lang::State;

@@ -8,7 +8,6 @@ use crate::error::{quoted, Error, LineError};
 use crate::lang::{self, Command, HealthCheck, Kind, Ref, Removable, Role, State};
 use crate::predictor::Predictor;
 use crate::url::UrlTemplate;
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Most errors reported for one file.
@@ -125,7 +124,7 @@ pub fn load(text: &str, file: &str) -> Result<Model, Vec<Error>> {
     }
 }
 
-fn unknown(r: &Ref, what: &str) -> LineError {
+pub(crate) fn unknown(r: &Ref, what: &str) -> LineError {
     LineError::new(r.col, format!("a defined {what}"), quoted(&r.text))
 }
 
@@ -153,7 +152,7 @@ impl Model {
         a.to_string()
     }
 
-    fn addr_of(r: &Ref) -> Result<Option<SocketAddrV4>, LineError> {
+    pub(crate) fn addr_of(r: &Ref) -> Result<Option<SocketAddrV4>, LineError> {
         if r.text.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
             let t = lang::Token {
                 text: &r.text,
@@ -166,7 +165,7 @@ impl Model {
     }
 
     /// A real by id; a DIP's address names its real (they are one pair).
-    fn find_real(&self, r: &Ref) -> Result<usize, LineError> {
+    pub(crate) fn find_real(&self, r: &Ref) -> Result<usize, LineError> {
         let a = Self::addr_of(r)?.ok_or_else(|| unknown(r, "real (an address)"))?;
         if let Some(i) = self.real_by_addr(a) {
             return Ok(i);
@@ -177,7 +176,7 @@ impl Model {
         }
     }
 
-    fn find_primary(&self, r: &Ref) -> Result<usize, LineError> {
+    pub(crate) fn find_primary(&self, r: &Ref) -> Result<usize, LineError> {
         let a = Self::addr_of(r)?.ok_or_else(|| unknown(r, "virtual (an address)"))?;
         match self.virtual_by_addr(a) {
             Some(v) if matches!(self.virtuals[v].kind, VirtualKind::Primary { .. }) => Ok(v),
@@ -190,12 +189,12 @@ impl Model {
         }
     }
 
-    fn find_url(&self, r: &Ref) -> Result<usize, LineError> {
+    pub(crate) fn find_url(&self, r: &Ref) -> Result<usize, LineError> {
         self.url_by_id(&r.text).ok_or_else(|| unknown(r, "url"))
     }
 
     /// Resolve a real, a virtual (a DIP resolves to its real) or a url.
-    fn find_target(&self, r: &Ref) -> Result<Target, LineError> {
+    pub(crate) fn find_target(&self, r: &Ref) -> Result<Target, LineError> {
         match Self::addr_of(r)? {
             None => self.find_url(r).map(Target::Url),
             Some(a) => {
@@ -219,7 +218,7 @@ impl Model {
         }
     }
 
-    fn backup_of(&self, t: Target) -> Option<Target> {
+    pub(crate) fn backup_of(&self, t: Target) -> Option<Target> {
         match t {
             Target::Real(i) => self.reals[i].backup,
             Target::Virtual(i) => self.virtuals[i].backup,
@@ -227,7 +226,12 @@ impl Model {
         }
     }
 
-    fn addr_in_use(&self, a: SocketAddrV4, col: usize, text: &str) -> Result<(), LineError> {
+    pub(crate) fn addr_in_use(
+        &self,
+        a: SocketAddrV4,
+        col: usize,
+        text: &str,
+    ) -> Result<(), LineError> {
         if self.virtual_by_addr(a).is_some() {
             return Err(LineError::new(
                 col,
@@ -245,7 +249,7 @@ impl Model {
         Ok(())
     }
 
-    fn check_room(len: usize, col: usize, what: &str) -> Result<(), LineError> {
+    pub(crate) fn check_room(len: usize, col: usize, what: &str) -> Result<(), LineError> {
         if len >= MAX_OBJECTS {
             return Err(LineError::new(
                 col,
@@ -256,303 +260,14 @@ impl Model {
         Ok(())
     }
 
-    /// Apply one command. Everything is checked before anything changes.
+    /// Apply one command (through its entry in [`crate::commands::VERBS`]). Everything is
+    /// checked before anything changes.
     pub fn apply(&mut self, cmd: &Command) -> Result<(), LineError> {
-        match cmd {
-            Command::Virtual { addr, col } => {
-                self.addr_in_use(*addr, *col, &addr.to_string())?;
-                Self::check_room(self.virtuals.len(), *col, "virtuals")?;
-                self.virtuals.push(Virtual {
-                    addr: *addr,
-                    kind: VirtualKind::Primary {
-                        members: Vec::new(),
-                        predictor: Predictor::Weighted,
-                    },
-                    state: State::InService,
-                    backup: None,
-                });
-            }
-            Command::Real { addr, col } => {
-                self.addr_in_use(*addr, *col, &addr.to_string())?;
-                Self::check_room(self.reals.len(), *col, "reals")?;
-                self.reals.push(new_real(*addr));
-            }
-            Command::Dip { addr, real, col } => {
-                let col = *col;
-                let real_addr = real.unwrap_or(*addr);
-                if self.virtual_by_addr(*addr).is_some() {
-                    return Err(LineError::new(
-                        col,
-                        "an address not yet in use",
-                        format!("{} (already a virtual or DIP)", quoted(&addr.to_string())),
-                    ));
-                }
-                if real.is_some() && self.real_by_addr(*addr).is_some() {
-                    return Err(LineError::new(
-                        col,
-                        "an address not yet in use",
-                        format!("{} (already a real)", quoted(&addr.to_string())),
-                    ));
-                }
-                if real.is_some() && self.virtual_by_addr(real_addr).is_some() {
-                    return Err(LineError::new(
-                        col,
-                        "a real address that is not a virtual or DIP",
-                        quoted(&real_addr.to_string()),
-                    ));
-                }
-                let existing = self.real_by_addr(real_addr);
-                if let Some(r) = existing {
-                    if let Some(d) = self.reals[r].dip {
-                        return Err(LineError::new(
-                            col,
-                            "a real without a DIP (a DIP pairs 1-to-1 with its real)",
-                            format!(
-                                "real {} already paired with DIP {}",
-                                quoted(&real_addr.to_string()),
-                                quoted(&self.virtuals[d].addr.to_string())
-                            ),
-                        ));
-                    }
-                }
-                Self::check_room(
-                    self.virtuals.len().max(self.reals.len()),
-                    col,
-                    "virtuals and reals",
-                )?;
-                let r = match existing {
-                    Some(r) => r,
-                    None => {
-                        self.reals.push(new_real(real_addr));
-                        self.reals.len() - 1
-                    }
-                };
-                self.virtuals.push(Virtual {
-                    addr: *addr,
-                    kind: VirtualKind::Dip { real: r },
-                    state: State::InService,
-                    backup: None,
-                });
-                self.reals[r].dip = Some(self.virtuals.len() - 1);
-            }
-            Command::Url { id, template, code } => {
-                if self.url_by_id(&id.text).is_some() {
-                    return Err(LineError::new(
-                        id.col,
-                        "a new url id",
-                        format!("{} (already defined)", quoted(&id.text)),
-                    ));
-                }
-                Self::check_room(self.urls.len(), id.col, "urls")?;
-                self.urls.push(Url {
-                    id: id.text.clone(),
-                    template: template.clone(),
-                    code: *code,
-                    state: State::InService,
-                    weight: 1,
-                    link: None,
-                });
-            }
-            Command::Bind { no, virt, members } => {
-                let v = self.find_primary(virt)?;
-                let mut resolved = Vec::with_capacity(members.len());
-                for m in members {
-                    let member = match self.find_target(m)? {
-                        Target::Real(i) => Member::Real(i),
-                        Target::Url(i) => Member::Url(i),
-                        Target::Virtual(_) => {
-                            return Err(LineError::new(
-                                m.col,
-                                "a real or url id (a primary virtual cannot be bound)",
-                                quoted(&m.text),
-                            ))
-                        }
-                    };
-                    if resolved.iter().any(|(x, _)| *x == member) {
-                        return Err(LineError::new(
-                            m.col,
-                            "each member once",
-                            format!("{} again", quoted(&m.text)),
-                        ));
-                    }
-                    resolved.push((member, m));
-                }
-                let VirtualKind::Primary { members: cur, .. } = &mut self.virtuals[v].kind else {
-                    unreachable!("find_primary returns primaries")
-                };
-                if *no {
-                    for (m, r) in &resolved {
-                        if !cur.contains(m) {
-                            return Err(LineError::new(
-                                r.col,
-                                format!("a member bound to {}", quoted(&virt.text)),
-                                quoted(&r.text),
-                            ));
-                        }
-                    }
-                    cur.retain(|m| !resolved.iter().any(|(x, _)| x == m));
-                } else {
-                    for (m, r) in &resolved {
-                        if cur.contains(m) {
-                            return Err(LineError::new(
-                                r.col,
-                                format!("a member not yet bound to {}", quoted(&virt.text)),
-                                quoted(&r.text),
-                            ));
-                        }
-                    }
-                    if cur.len() + resolved.len() > MAX_MEMBERS {
-                        return Err(LineError::new(
-                            virt.col,
-                            format!("at most {MAX_MEMBERS} members per virtual"),
-                            format!("{}", cur.len() + resolved.len()),
-                        ));
-                    }
-                    cur.extend(resolved.iter().map(|(m, _)| *m));
-                }
-            }
-            Command::Link { url, target } => {
-                let u = self.find_url(url)?;
-                let link = match self.find_target(target)? {
-                    Target::Real(r) => Link::Real(r),
-                    Target::Virtual(v) => Link::Virtual(v),
-                    Target::Url(_) => {
-                        return Err(LineError::new(
-                            target.col,
-                            "a virtual, DIP or real to link to",
-                            format!("{} (a url)", quoted(&target.text)),
-                        ))
-                    }
-                };
-                self.urls[u].link = Some(link);
-            }
-            Command::Backup { no, of, backup } => {
-                let src = match self.find_target(of)? {
-                    Target::Url(_) => {
-                        return Err(LineError::new(
-                            of.col,
-                            "a real or virtual id (a url has no backup)",
-                            quoted(&of.text),
-                        ))
-                    }
-                    t => t,
-                };
-                if *no {
-                    if let Some(b) = backup {
-                        let bt = self.find_target(b)?;
-                        if self.backup_of(src) != Some(bt) {
-                            return Err(LineError::new(
-                                b.col,
-                                format!("the current backup of {}", quoted(&of.text)),
-                                quoted(&b.text),
-                            ));
-                        }
-                    }
-                    self.set_backup(src, None);
-                } else {
-                    let b = backup.as_ref().expect("parser gives a backup id");
-                    let bt = self.find_target(b)?;
-                    // Walk the chain from the new backup; reaching the source again is a cycle.
-                    let mut chain = vec![self.target_id(src), self.target_id(bt)];
-                    let mut cur = Some(bt);
-                    let mut steps = 0;
-                    while let Some(t) = cur {
-                        if t == src {
-                            return Err(LineError::new(
-                                b.col,
-                                "a backup chain without a cycle",
-                                chain.join(" -> "),
-                            ));
-                        }
-                        cur = self.backup_of(t);
-                        if let Some(n) = cur {
-                            chain.push(self.target_id(n));
-                        }
-                        steps += 1;
-                        if steps > self.reals.len() + self.virtuals.len() + 1 {
-                            break; // the model is acyclic, so this is unreachable
-                        }
-                    }
-                    self.set_backup(src, Some(bt));
-                }
-            }
-            Command::InService { kind, id, all } => {
-                self.set_state(*kind, id, State::InService, *all)?;
-            }
-            Command::OutOfService {
-                kind,
-                id,
-                state,
-                all,
-            } => {
-                self.set_state(*kind, id, *state, *all)?;
-            }
-            Command::Weight { id, weight } => match self.find_target(id)? {
-                Target::Real(r) => self.reals[r].weight = *weight,
-                Target::Url(u) => {
-                    if let Some(Link::Real(r)) = self.urls[u].link {
-                        return Err(LineError::new(
-                            id.col,
-                            "an unlinked url (a linked url takes its real's weight)",
-                            format!(
-                                "{} linked to {}",
-                                quoted(&id.text),
-                                quoted(&Self::addr_id(self.reals[r].addr))
-                            ),
-                        ));
-                    }
-                    self.urls[u].weight = *weight;
-                }
-                Target::Virtual(_) => {
-                    return Err(LineError::new(
-                        id.col,
-                        "a real or url id (virtuals have no weight)",
-                        quoted(&id.text),
-                    ))
-                }
-            },
-            Command::Predictor { virt, predictor } => {
-                let v = self.find_primary(virt)?;
-                if let VirtualKind::Primary { predictor: p, .. } = &mut self.virtuals[v].kind {
-                    *p = *predictor;
-                }
-            }
-            Command::HealthCheck { target, check } => {
-                if target.text.eq_ignore_ascii_case("all") {
-                    self.settings.default_health = Some(check.clone());
-                } else {
-                    let r = self.find_real(target)?;
-                    self.reals[r].health = Some(check.clone());
-                }
-            }
-            Command::CookieSecret { secret } => self.settings.cookie_secret = Some(*secret),
-            Command::Interface { role, name, queues } => {
-                if let Some(i) = self
-                    .settings
-                    .interfaces
-                    .iter_mut()
-                    .find(|i| i.role == *role)
-                {
-                    i.name = name.clone();
-                    i.queues = *queues;
-                } else {
-                    self.settings.interfaces.push(Interface {
-                        role: *role,
-                        name: name.clone(),
-                        queues: *queues,
-                    });
-                }
-            }
-            Command::Cores { cores } => self.settings.cores = cores.clone(),
-            Command::Metrics { addr } => self.settings.metrics = Some(*addr),
-            Command::Gateway { addr } => self.settings.gateway = Some(*addr),
-            Command::Remove { kind, id } => self.remove(*kind, id)?,
-        }
-        Ok(())
+        (crate::commands::verb_of(cmd).apply)(self, cmd)
     }
 
     /// Who refers to `t` (bindings, links, backups), for refusing its removal.
-    fn referrers(&self, t: Target) -> Vec<String> {
+    pub(crate) fn referrers(&self, t: Target) -> Vec<String> {
         let mut out = Vec::new();
         for v in &self.virtuals {
             if let VirtualKind::Primary { members, .. } = &v.kind {
@@ -584,7 +299,7 @@ impl Model {
 
     /// `no url|real|dip|virtual <id>`: remove an object nothing refers to, renumbering the
     /// references to the objects after it.
-    fn remove(&mut self, kind: Removable, id: &Ref) -> Result<(), LineError> {
+    pub(crate) fn remove(&mut self, kind: Removable, id: &Ref) -> Result<(), LineError> {
         let in_use = |what: &str, refs: Vec<String>| {
             LineError::new(
                 id.col,
@@ -667,7 +382,7 @@ impl Model {
     }
 
     /// Apply `f` to every reference by index (members, links, backups, DIP pairs).
-    fn renumber(&mut self, f: impl Fn(Target) -> Target) {
+    pub(crate) fn renumber(&mut self, f: impl Fn(Target) -> Target) {
         let real = |i: usize| match f(Target::Real(i)) {
             Target::Real(j) => j,
             _ => unreachable!("renumbering keeps kinds"),
@@ -706,7 +421,7 @@ impl Model {
         }
     }
 
-    fn set_backup(&mut self, src: Target, b: Option<Target>) {
+    pub(crate) fn set_backup(&mut self, src: Target, b: Option<Target>) {
         match src {
             Target::Real(i) => self.reals[i].backup = b,
             Target::Virtual(i) => self.virtuals[i].backup = b,
@@ -714,7 +429,7 @@ impl Model {
         }
     }
 
-    fn set_state(
+    pub(crate) fn set_state(
         &mut self,
         kind: Kind,
         id: &Ref,
@@ -781,127 +496,20 @@ impl Model {
         }
     }
 
-    /// The running configuration as commands that rebuild this exact model.
+    /// The running configuration as commands that rebuild this exact model: each verb's
+    /// part, in the table's order.
     pub fn to_config(&self) -> String {
         let mut s = String::new();
-        let st = &self.settings;
-        if let Some(sec) = &st.cookie_secret {
-            s.push_str("cookie-secret ");
-            for b in sec {
-                let _ = write!(s, "{b:02x}");
-            }
-            s.push('\n');
-        }
-        for i in &st.interfaces {
-            let role = match i.role {
-                Role::Client => "client",
-                Role::Server => "server",
-            };
-            let _ = writeln!(s, "interface {role} {} queues {}", i.name, i.queues);
-        }
-        if !st.cores.is_empty() {
-            let list: Vec<String> = st.cores.iter().map(|c| c.to_string()).collect();
-            let _ = writeln!(s, "cores {}", list.join(","));
-        }
-        if let Some(m) = st.metrics {
-            let _ = writeln!(s, "metrics {m}");
-        }
-        if let Some(g) = st.gateway {
-            let _ = writeln!(s, "gateway {g}");
-        }
-        if let Some(h) = &st.default_health {
-            let _ = writeln!(s, "health-check all {}", health_text(h));
-        }
-        for r in &self.reals {
-            let _ = writeln!(s, "real {}", r.addr);
-        }
-        for v in &self.virtuals {
-            match &v.kind {
-                VirtualKind::Primary { .. } => {
-                    let _ = writeln!(s, "virtual {}", v.addr);
-                }
-                VirtualKind::Dip { real } => {
-                    let ra = self.reals[*real].addr;
-                    if ra == v.addr {
-                        let _ = writeln!(s, "dip {}", v.addr);
-                    } else {
-                        let _ = writeln!(s, "dip {} real {}", v.addr, ra);
-                    }
-                }
-            }
-        }
-        for u in &self.urls {
-            let _ = writeln!(s, "url {} {} {}", u.id, u.template.as_str(), u.code);
-        }
-        for u in &self.urls {
-            if let Some(l) = u.link {
-                let t = match l {
-                    Link::Real(r) => Self::addr_id(self.reals[r].addr),
-                    Link::Virtual(v) => Self::addr_id(self.virtuals[v].addr),
-                };
-                let _ = writeln!(s, "link {} {t}", u.id);
-            }
-        }
-        for r in &self.reals {
-            if r.weight != 1 {
-                let _ = writeln!(s, "weight {} {}", r.addr, r.weight);
-            }
-            if let Some(h) = &r.health {
-                let _ = writeln!(s, "health-check {} {}", r.addr, health_text(h));
-            }
-        }
-        for u in &self.urls {
-            if u.weight != 1 && !matches!(u.link, Some(Link::Real(_))) {
-                let _ = writeln!(s, "weight {} {}", u.id, u.weight);
-            }
-        }
-        for v in &self.virtuals {
-            if let VirtualKind::Primary { members, predictor } = &v.kind {
-                if !members.is_empty() {
-                    let ids: Vec<String> = members
-                        .iter()
-                        .map(|m| match *m {
-                            Member::Real(r) => Self::addr_id(self.reals[r].addr),
-                            Member::Url(u) => self.urls[u].id.clone(),
-                        })
-                        .collect();
-                    let _ = writeln!(s, "bind {} {}", v.addr, ids.join(" "));
-                }
-                if *predictor != Predictor::Weighted {
-                    let _ = writeln!(s, "predictor {} {}", v.addr, predictor.keyword());
-                }
-            }
-        }
-        for r in &self.reals {
-            if let Some(b) = r.backup {
-                let _ = writeln!(s, "backup {} {}", r.addr, self.target_id(b));
-            }
-        }
-        for v in &self.virtuals {
-            if let Some(b) = v.backup {
-                let _ = writeln!(s, "backup {} {}", v.addr, self.target_id(b));
-            }
-        }
-        for r in &self.reals {
-            if r.state != State::InService {
-                let _ = writeln!(s, "out-of-service real {} {}", r.addr, r.state.keyword());
-            }
-        }
-        for v in &self.virtuals {
-            if v.state != State::InService && matches!(v.kind, VirtualKind::Primary { .. }) {
-                let _ = writeln!(s, "out-of-service virtual {} {}", v.addr, v.state.keyword());
-            }
-        }
-        for u in &self.urls {
-            if u.state != State::InService {
-                let _ = writeln!(s, "out-of-service url {} {}", u.id, u.state.keyword());
+        for v in crate::commands::VERBS {
+            if let Some(w) = v.write {
+                w(self, &mut s);
             }
         }
         s
     }
 }
 
-fn new_real(addr: SocketAddrV4) -> Real {
+pub(crate) fn new_real(addr: SocketAddrV4) -> Real {
     Real {
         addr,
         weight: 1,
@@ -910,19 +518,4 @@ fn new_real(addr: SocketAddrV4) -> Real {
         dip: None,
         health: None,
     }
-}
-
-fn health_text(h: &HealthCheck) -> String {
-    let kind = match &h.kind {
-        lang::HealthKind::None => "none".to_string(),
-        lang::HealthKind::Tcp => "tcp".to_string(),
-        lang::HealthKind::Http { path, expect } => format!("http path {path} expect {expect}"),
-    };
-    format!(
-        "{kind} interval {}ms timeout {}ms rise {} fall {}",
-        h.interval.as_millis(),
-        h.timeout.as_millis(),
-        h.rise,
-        h.fall
-    )
 }

@@ -5,8 +5,9 @@
 
 use crate::files;
 use crate::running::Control;
+use detour_config::commands::{verb_of, Applies};
 use detour_config::error::quoted;
-use detour_config::lang::{self, Command};
+use detour_config::lang;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
@@ -67,7 +68,7 @@ impl Outcome {
         }
     }
 
-    fn error(e: impl std::fmt::Display) -> Outcome {
+    pub(crate) fn error(e: impl std::fmt::Display) -> Outcome {
         Outcome::Refused(vec![e.to_string()])
     }
 }
@@ -97,31 +98,101 @@ pub fn show_view(word: &str) -> Option<&'static str> {
         .map(|(n, _)| *n)
 }
 
+/// A command that acts on the running director rather than on its config.
+pub struct OperatorVerb {
+    /// The words that name it (case-insensitive); the first spelling is the canonical one.
+    pub spellings: &'static [&'static [&'static str]],
+    pub usage: &'static str,
+    pub help: &'static str,
+    /// Runs it with the words after the verb's (none when `usage` is empty).
+    pub run: fn(&mut Control, &[&str]) -> Outcome,
+}
+
+/// The operator's verbs; any other line is a config command ([`detour_config::commands`]).
+pub static OPERATOR_VERBS: &[OperatorVerb] = &[
+    OperatorVerb {
+        spellings: &[&["show"]],
+        usage: "config|virtual|real|url|bind|backup|statistics|health",
+        help: "the running config, or one view of the director's state",
+        run: show_command,
+    },
+    OperatorVerb {
+        spellings: &[&["clear", "statistics"], &["clear", "stats"]],
+        usage: "",
+        help: "the counts of `show statistics` start again from zero (Prometheus counters stay monotonic)",
+        run: |c, _| {
+            c.stats.clear();
+            Outcome::Shown("ok: statistics cleared\n".into())
+        },
+    },
+    OperatorVerb {
+        spellings: &[&["reload"]],
+        usage: "",
+        help: "re-read the config file (SIGHUP does too); a file with errors is refused whole",
+        run: |c, _| c.reload(),
+    },
+    OperatorVerb {
+        spellings: &[&["write", "memory"], &["write", "mem"]],
+        usage: "",
+        help: "save the running config to the config file, atomically, keeping its owner and mode",
+        run: |c, _| c.write_memory(),
+    },
+    OperatorVerb {
+        spellings: &[&["help"]],
+        usage: "",
+        help: "every command, one line each",
+        run: |_, _| Outcome::Shown(crate::help()),
+    },
+];
+
+impl OperatorVerb {
+    /// The canonical words, e.g. `write memory`.
+    pub fn name(&self) -> String {
+        self.spellings[0].join(" ")
+    }
+}
+
+fn show_command(c: &mut Control, rest: &[&str]) -> Outcome {
+    match rest {
+        [what] => match show_view(what) {
+            Some(view) => Outcome::Shown(c.show(view)),
+            None => Outcome::error(format!(
+                "expected {}, found {}",
+                show_expected(),
+                quoted(what)
+            )),
+        },
+        _ => Outcome::error(format!("expected {}", show_expected())),
+    }
+}
+
+/// The operator verb a line starts with, and the words after it.
+fn operator_verb<'w>(words: &'w [&'w str]) -> Option<(&'static OperatorVerb, &'w [&'w str])> {
+    for v in OPERATOR_VERBS {
+        for sp in v.spellings {
+            let n = sp.len();
+            if words.len() >= n && sp.iter().zip(words).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+                return Some((v, &words[n..]));
+            }
+        }
+    }
+    None
+}
+
 impl Control {
     /// Run one `detour ctl` command (`show health` is answered by whoever runs the checks).
     pub fn command(&mut self, line: &str) -> Outcome {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
-        let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
-        match lower.as_slice() {
-            [] => Outcome::error("expected a command (try `help`)"),
-            ["show", what] => match show_view(what) {
-                Some(view) => Outcome::Shown(self.show(view)),
-                None => Outcome::error(format!(
-                    "expected {}, found {}",
-                    show_expected(),
-                    quoted(words[1])
-                )),
-            },
-            ["show", ..] => Outcome::error(format!("expected {}", show_expected())),
-            ["help"] => Outcome::Shown(crate::help()),
-            ["reload"] => self.reload(),
-            ["write", "memory" | "mem"] => self.write_memory(),
-            ["clear", "statistics" | "stats"] => {
-                self.stats.clear();
-                Outcome::Shown("ok: statistics cleared\n".into())
+        if words.is_empty() {
+            return Outcome::error("expected a command (try `help`)");
+        }
+        match operator_verb(&words) {
+            // A verb without arguments (empty usage) takes no more words.
+            Some((v, [w, ..])) if v.usage.is_empty() => {
+                Outcome::error(format!("expected end of line, found {}", quoted(w)))
             }
-            _ => self.config_command(line),
+            Some((v, rest)) => (v.run)(self, rest),
+            None => self.config_command(line),
         }
     }
 
@@ -135,13 +206,7 @@ impl Control {
         if let Err(e) = next.apply(&cmd) {
             return Outcome::error(e.at("<ctl>", 1));
         }
-        let restart = matches!(
-            cmd,
-            Command::Interface { .. }
-                | Command::Cores { .. }
-                | Command::Metrics { .. }
-                | Command::Gateway { .. }
-        );
+        let restart = verb_of(&cmd).applies == Applies::NextStart;
         self.model = next;
         self.rebuild();
         Outcome::Applied {

@@ -17,30 +17,55 @@ pub use commands::Outcome;
 pub use running::{Control, Neighbours};
 pub use stats::{Report, Stats};
 
-/// `help`: the operator's verbs and the config commands, one line each.
+/// `help`: the operator's verbs and the config commands, one line each, from their tables.
 pub fn help() -> String {
     let mut o = String::from("operator commands:\n");
-    for (usage, what) in OPERATOR_VERBS {
-        o.push_str(&format!("  {usage:<44} {what}\n"));
+    for v in commands::OPERATOR_VERBS {
+        o.push_str(&format!("  {} {}\n      {}\n", v.name(), v.usage, v.help));
     }
-    o.push_str("and any config command (README.md: The command language)\n");
+    o.push_str("config commands (applied to the running config at once, unless noted):\n");
+    o.push_str(&detour_config::commands::help());
     o
 }
 
-/// The commands that act on the running director rather than on its config.
-pub const OPERATOR_VERBS: &[(&str, &str)] = &[
-    (
-        "show config|virtual|real|url|bind|backup|statistics|health",
-        "the running config, or one view of the director's state",
-    ),
-    (
-        "clear statistics",
-        "counts of `show statistics` start again from zero",
-    ),
-    (
-        "reload",
-        "re-read the config file; a file with errors is refused whole",
-    ),
-    ("write memory", "save the running config to the config file"),
-    ("help", "this list"),
-];
+/// The README's list of every command, generated from the two tables (a test keeps the
+/// README's copy equal to it).
+pub fn markdown() -> String {
+    let mut o = String::from("| command | what it does |\n|---|---|\n");
+    let esc = |t: &str| t.replace('|', "\\|");
+    let mut row = |spellings: &[&[&str]], usage: &str, help: &str, note: &str| {
+        let name = spellings[0].join(" ");
+        let cmd = if usage.is_empty() {
+            name
+        } else {
+            format!("{name} {usage}")
+        };
+        let also: Vec<String> = spellings[1..]
+            .iter()
+            .map(|s| format!("`{}`", s.join(" ")))
+            .collect();
+        let also = if also.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", also.join(", "))
+        };
+        o.push_str(&format!(
+            "| `{}`{also} | {}{note} |\n",
+            esc(&cmd),
+            esc(help)
+        ));
+    };
+    for v in commands::OPERATOR_VERBS {
+        row(v.spellings, v.usage, v.help, " (operator)");
+    }
+    for v in detour_config::commands::VERBS {
+        let note = match v.applies {
+            detour_config::commands::Applies::Live => "",
+            detour_config::commands::Applies::NextStart => {
+                " (recorded live; takes effect at the next start)"
+            }
+        };
+        row(v.spellings, v.usage, v.help, note);
+    }
+    o
+}

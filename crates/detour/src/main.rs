@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod ctlloop;
 mod health;
 mod neigh;
 mod notify;
@@ -15,6 +16,8 @@ mod privs;
 mod run;
 mod serve;
 mod socket;
+mod summary;
+mod worker;
 
 /// Default path of the control socket.
 const DEFAULT_SOCKET: &str = "/run/detour.sock";
@@ -147,20 +150,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Check { file, canonical } => check(&file, canonical),
-        Cmd::Ctl { socket, command } => match serve::request(&socket, &command.join(" ")) {
-            Ok(answer) => {
-                print!("{answer}");
-                if answer.starts_with("error") {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                }
-            }
-            Err(e) => {
-                eprintln!("detour ctl: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Cmd::Ctl { socket, command } => ctl(&socket, &command.join(" ")),
         Cmd::Run {
             config,
             client_if,
@@ -175,23 +165,9 @@ fn main() -> ExitCode {
             ctl_socket,
             ctl_mode,
         } => {
-            let name = config.display().to_string();
-            let text = match read_config(&config) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("{name}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let model = match load_bytes(&text, &name) {
+            let model = match load_for_run(&config) {
                 Ok(m) => m,
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                    eprintln!("{name}: {} error(s); not started", errors.len());
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let iface = |role| model.settings.interfaces.iter().find(|i| i.role == role);
             let Some(client_if) = client_if.or_else(|| iface(Role::Client).map(|i| i.name.clone()))
@@ -286,6 +262,47 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `detour ctl`: exit 1 when the command was refused, 2 when there was no answer.
+fn ctl(socket: &std::path::Path, command: &str) -> ExitCode {
+    match serve::request(socket, command) {
+        Ok(answer) => {
+            print!("{answer}");
+            if answer.starts_with("error") {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("detour ctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The model `detour run` starts with; every error printed.
+fn load_for_run(config: &std::path::Path) -> Result<detour_config::Model, ExitCode> {
+    let name = config.display().to_string();
+    let text = match read_config(config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let model = match load_bytes(&text, &name) {
+        Ok(m) => m,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{name}: {} error(s); not started", errors.len());
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    Ok(model)
 }
 
 /// A config file's text, or why it cannot be had.

@@ -1,0 +1,135 @@
+//! A worker: one queue's AF_XDP sockets driven run-to-completion by the data path. It
+//! reads only its snapshot, picks up new snapshots and connection counts between batches
+//! from its own lock-free inbox, and reports its counters (plain arrays indexed like its
+//! snapshot's tables) about twice a second on a bounded channel (a full channel skips a
+//! report: the next one is cumulative).
+
+use crossbeam_channel::Sender;
+use crossbeam_queue::ArrayQueue;
+use detour_config::Snapshot;
+use detour_control::stats::new_hist;
+use detour_control::Report;
+use detour_dataplane::{Verdict, Worker, WorkerConfig, CLIENT, SERVER};
+use detour_xsk::io::{IoConfig, Mode, Out, QueueIo};
+use hdrhistogram::Histogram;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the control thread sends a worker.
+pub enum Msg {
+    Snapshot(Arc<Snapshot>),
+    /// Active connections per real of the snapshot with this epoch.
+    Conns(u64, Arc<Vec<u32>>),
+}
+
+pub struct Started {
+    pub worker: usize,
+    pub mode: Mode,
+    pub fds: Vec<RawFd>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub struct WorkerCtx {
+    pub id: usize,
+    pub ifaces: Vec<String>,
+    pub io: IoConfig,
+    pub cfg: WorkerConfig,
+    pub snap: Arc<Snapshot>,
+    pub inbox: Arc<ArrayQueue<Msg>>,
+    pub stop: Arc<AtomicBool>,
+    pub reports: Sender<Report>,
+    pub idle_spin: Duration,
+}
+
+/// A worker's report: plain copies of its counters, indexed like its snapshot's tables.
+fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
+    Report {
+        worker: id,
+        counters: w.counters().clone(),
+        batches,
+        hist,
+        epoch: w.snapshot().epoch,
+        reals: w.real_counters().to_vec(),
+        urls: w.redirects_by_url().to_vec(),
+    }
+}
+
+pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
+    let names: Vec<&str> = ctx.ifaces.iter().map(String::as_str).collect();
+    let mut io = match QueueIo::open(&names, ctx.id as u32, &ctx.io) {
+        Ok(io) => io,
+        Err(e) => {
+            let _ = started.send(Err(format!(
+                "AF_XDP sockets on queue {} of {}: {e}",
+                ctx.id,
+                names.join("+")
+            )));
+            return;
+        }
+    };
+    let fds = (0..names.len()).map(|p| io.rx_fd(p)).collect();
+    let _ = started.send(Ok(Started {
+        worker: ctx.id,
+        mode: io.mode(),
+        fds,
+    }));
+    let one_armed = names.len() == 1;
+    let mut w = Worker::new(ctx.cfg, ctx.snap);
+    let mut hist = new_hist();
+    let mut batches = 0u64;
+    let mut last_report = Instant::now();
+    let port_of = |p: usize| if p == 0 { CLIENT } else { SERVER };
+    let mut idle_since: Option<Instant> = None;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        // New configuration is picked up between batches only.
+        while let Some(m) = ctx.inbox.pop() {
+            match m {
+                Msg::Snapshot(s) => w.install_at(s, now_ms()),
+                Msg::Conns(epoch, c) => {
+                    if epoch == w.snapshot().epoch {
+                        w.set_conns(&c);
+                    }
+                }
+            }
+        }
+        let t = Instant::now();
+        let now = now_ms();
+        let st = io.run_batch(|buf, len, p| match w.process(buf, len, port_of(p), now) {
+            Verdict::Tx { port, len } => Out::Tx {
+                port: if one_armed || port == CLIENT { 0 } else { 1 },
+                len,
+            },
+            Verdict::Drop(_) | Verdict::Pass => Out::Drop,
+        });
+        if st.rx > 0 {
+            batches += 1;
+            let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+        if last_report.elapsed() >= Duration::from_millis(500) {
+            last_report = Instant::now();
+            let h = std::mem::replace(&mut hist, new_hist());
+            let _ = ctx.reports.try_send(report(ctx.id, &w, batches, h));
+        }
+        if st.rx == 0 {
+            // Idle: after at most `idle_spin` of polling the rings, sleep in poll() rather
+            // than spin against the kernel's receive work on this core.
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < ctx.idle_spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            io.wait(10);
+            idle_since = None;
+        } else {
+            idle_since = None;
+        }
+    }
+    let _ = ctx.reports.try_send(report(ctx.id, &w, batches, hist));
+}
