@@ -93,13 +93,14 @@ pub fn write_config(path: &Path, text: &str) -> Result<PathBuf, String> {
             .mode(0o600)
             .custom_flags(OFlags::NOFOLLOW.bits() as i32)
             .open(&tmp)?;
+        // The mode first, while the file is still ours; then the old owner.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         if let Some((uid, gid, _)) = old {
             let m = f.metadata()?;
             if (m.uid(), m.gid()) != (uid, gid) {
                 std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
             }
         }
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &target)?;

@@ -189,15 +189,7 @@ fn main() -> ExitCode {
             } else {
                 (0..queues as usize).collect()
             };
-            let io = detour_xsk::io::IoConfig {
-                batch: batch.clamp(1, 256),
-                force_mode: mode.map(|m| match m {
-                    ModeArg::ZeroCopy => detour_xsk::io::Mode::ZeroCopy,
-                    ModeArg::Driver => detour_xsk::io::Mode::DriverCopy,
-                    ModeArg::Skb => detour_xsk::io::Mode::Skb,
-                }),
-                ..Default::default()
-            };
+            let io = io_config(batch, mode);
             let plan = run::Plan {
                 config_path: config.clone(),
                 idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
@@ -261,6 +253,18 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
             eprintln!("{name}: {} error(s); nothing applied", errors.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn io_config(batch: usize, mode: Option<ModeArg>) -> detour_xsk::io::IoConfig {
+    detour_xsk::io::IoConfig {
+        batch: batch.clamp(1, 256),
+        force_mode: mode.map(|m| match m {
+            ModeArg::ZeroCopy => detour_xsk::io::Mode::ZeroCopy,
+            ModeArg::Driver => detour_xsk::io::Mode::DriverCopy,
+            ModeArg::Skb => detour_xsk::io::Mode::Skb,
+        }),
+        ..Default::default()
     }
 }
 
