@@ -183,49 +183,80 @@ fn spawn_acceptor<S: Conn>(
     let conn_name = format!("{name}-conn");
     std::thread::Builder::new()
         .name(name.to_string())
-        .spawn(move || loop {
-            let s = match accept() {
-                Ok(s) => s,
-                Err(_) => {
-                    // EMFILE and the like: back off instead of spinning.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
-            };
-            if st.load(Ordering::SeqCst) {
-                return;
-            }
-            if c.active.fetch_add(1, Ordering::SeqCst) >= limits.max_conns {
-                c.active.fetch_sub(1, Ordering::SeqCst);
-                c.refused.fetch_add(1, Ordering::Relaxed);
-                let _ = s.timeouts(
-                    Some(Duration::from_millis(1)),
-                    Some(Duration::from_millis(50)),
-                );
-                refuse(&s);
-                // What the client already sent is read, so closing does not reset it.
-                let _ = s.recv(&mut [0u8; 4096]);
-                continue;
-            }
-            let (c2, h) = (c.clone(), handle.clone());
-            let spawned = std::thread::Builder::new()
-                .name(conn_name.clone())
-                .stack_size(STACK)
-                .spawn(move || {
-                    let deadline = Instant::now() + limits.deadline;
-                    match h(s, deadline) {
-                        Ok(()) => c2.served.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => c2.cut.fetch_add(1, Ordering::Relaxed),
-                    };
-                    c2.active.fetch_sub(1, Ordering::SeqCst);
-                });
-            if spawned.is_err() {
-                c.active.fetch_sub(1, Ordering::SeqCst);
-                c.refused.fetch_add(1, Ordering::Relaxed);
-            }
+        .spawn(move || {
+            // Capabilities are per thread: this one and its connections' need none.
+            drop_capabilities();
+            accept_loop(&mut accept, &st, &c, limits, &handle, &refuse, &conn_name)
         })
         .map_err(|e| format!("spawn {name}: {e}"))?;
     Ok(Server { counts, stop, wake })
+}
+
+fn accept_loop<S: Conn, H>(
+    accept: &mut impl FnMut() -> std::io::Result<S>,
+    st: &AtomicBool,
+    c: &Arc<Counts>,
+    limits: Limits,
+    handle: &Arc<H>,
+    refuse: &impl Fn(&S),
+    conn_name: &str,
+) where
+    H: Fn(S, Instant) -> std::io::Result<()> + Send + Sync + 'static,
+{
+    loop {
+        let s = match accept() {
+            Ok(s) => s,
+            Err(_) => {
+                // EMFILE and the like: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if st.load(Ordering::SeqCst) {
+            return;
+        }
+        if c.active.fetch_add(1, Ordering::SeqCst) >= limits.max_conns {
+            c.active.fetch_sub(1, Ordering::SeqCst);
+            c.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = s.timeouts(
+                Some(Duration::from_millis(1)),
+                Some(Duration::from_millis(50)),
+            );
+            refuse(&s);
+            // What the client already sent is read, so closing does not reset it.
+            let _ = s.recv(&mut [0u8; 4096]);
+            continue;
+        }
+        let (c2, h) = (c.clone(), handle.clone());
+        let spawned = std::thread::Builder::new()
+            .name(conn_name.to_string())
+            .stack_size(STACK)
+            .spawn(move || {
+                let deadline = Instant::now() + limits.deadline;
+                match h(s, deadline) {
+                    Ok(()) => c2.served.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => c2.cut.fetch_add(1, Ordering::Relaxed),
+                };
+                c2.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            c.active.fetch_sub(1, Ordering::SeqCst);
+            c.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Drop every capability of the calling thread (threads it starts inherit none).
+fn drop_capabilities() {
+    use caps::CapSet;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Effective,
+        CapSet::Inheritable,
+        CapSet::Permitted,
+    ] {
+        let _ = caps::clear(None, set);
+    }
 }
 
 /// Read until `done(bytes)` or more than `max` bytes, all before `deadline`.
