@@ -169,6 +169,10 @@ fn write_memory_keeps_owner_mode_and_symlink_of_the_config() {
     std::os::unix::fs::chown(&lab.config, Some(uid), Some(gid)).expect("chown");
     std::fs::set_permissions(&lab.config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     lab.ctl_ok("weight 198.18.0.3 4");
+    // A command over 8 KiB: the documented error and exit 1, not a reset.
+    let long = lab.ctl(&format!("weight {}", "9".repeat(9000)));
+    assert_eq!(long.code, Some(1), "{long:?}");
+    assert_eq!(long.stdout, "error: a command of at most 8192 bytes\n");
     assert!(lab.ctl_ok("write memory").starts_with("ok: wrote"));
     let m = std::fs::metadata(&lab.config).expect("config");
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o600));
