@@ -124,10 +124,148 @@ impl AddrTable {
     }
 }
 
+/// Where model objects land in a snapshot's tables, and how backups resolve.
+struct Compiler<'m> {
+    m: &'m Model,
+    /// Snapshot index of each model virtual that is a primary (`u32::MAX` for DIPs).
+    vmap: Vec<u32>,
+    /// Per model virtual: a primary in service with an eligible member.
+    usable: Vec<bool>,
+}
+
+impl Compiler<'_> {
+    /// Follow a backup chain to the first thing that can take new traffic.
+    fn resolve(&self, start: Option<Target>) -> Action {
+        let m = self.m;
+        let mut cur = start;
+        for _ in 0..=(m.reals.len() + m.virtuals.len()) {
+            match cur {
+                None => return Action::Refuse,
+                Some(Target::Real(r)) => {
+                    if m.reals[r].state.takes_new() {
+                        return Action::Forward(r as u32);
+                    }
+                    cur = m.reals[r].backup;
+                }
+                Some(Target::Virtual(v)) => {
+                    if self.usable[v] {
+                        return Action::Redirect(self.vmap[v]);
+                    }
+                    cur = m.virtuals[v].backup;
+                }
+                Some(Target::Url(u)) => {
+                    return if m.url_state(u).takes_new() {
+                        Action::RedirectUrl(u as u32)
+                    } else {
+                        Action::Refuse
+                    };
+                }
+            }
+        }
+        Action::Refuse
+    }
+}
+
+/// A primary's member as the workers see it, and its id (the key of consistent hashing). A
+/// real bound directly gets an implicit URL, made once per real.
+fn member(
+    m: &Model,
+    mem: Member,
+    urls: &mut Vec<UrlEntry>,
+    implicit: &mut [Option<u32>],
+) -> (MemberEntry, String) {
+    match mem {
+        Member::Url(u) => {
+            let real = match m.urls[u].link {
+                Some(Link::Real(r)) => Some(r as u32),
+                _ => None,
+            };
+            let e = MemberEntry {
+                url: u as u32,
+                real,
+                weight: m.url_weight(u),
+                state: m.url_state(u),
+            };
+            (e, m.urls[u].id.clone())
+        }
+        Member::Real(r) => {
+            let url = *implicit[r].get_or_insert_with(|| {
+                urls.push(implicit_url(m, r));
+                (urls.len() - 1) as u32
+            });
+            let real = &m.reals[r];
+            let e = MemberEntry {
+                url,
+                real: Some(r as u32),
+                weight: real.weight,
+                state: real.state,
+            };
+            (e, Model::addr_id(real.addr))
+        }
+    }
+}
+
+/// The primary virtuals, in the model's order, with their members and rotations (actions
+/// are filled in later); implicit URLs are appended to `urls`.
+fn primaries(m: &Model, urls: &mut Vec<UrlEntry>) -> Vec<VirtualEntry> {
+    let mut implicit = vec![None::<u32>; m.reals.len()];
+    let mut virtuals = Vec::new();
+    for v in &m.virtuals {
+        let VirtualKind::Primary { members, predictor } = &v.kind else {
+            continue;
+        };
+        let mut entries = Vec::with_capacity(members.len());
+        let mut cands = Vec::with_capacity(members.len());
+        for mem in members {
+            let (entry, id) = member(m, *mem, urls, &mut implicit);
+            cands.push(Candidate {
+                weight: entry.weight,
+                eligible: entry.state.takes_new(),
+                key: stable_key(&id),
+            });
+            entries.push(entry);
+        }
+        virtuals.push(VirtualEntry {
+            id: Model::addr_id(v.addr),
+            addr: v.addr,
+            state: v.state,
+            predictor: *predictor,
+            rotation: Rotation::new(*predictor, cands),
+            members: entries,
+            action: Action::Refuse,
+            fallback: Action::Refuse,
+            backup: v.backup.map(|b| m.target_id(b)),
+        });
+    }
+    virtuals
+}
+
+fn real_entries(m: &Model) -> Vec<RealEntry> {
+    m.reals
+        .iter()
+        .map(|r| RealEntry {
+            id: Model::addr_id(r.addr),
+            addr: r.addr,
+            dip: r.dip.map(|d| m.virtuals[d].addr),
+            state: r.state,
+            weight: r.weight,
+            action: Action::Refuse,
+            mac: [0; 6],
+            backup: r.backup.map(|b| m.target_id(b)),
+        })
+        .collect()
+}
+
+fn sorted_ips(ips: impl Iterator<Item = Ipv4Addr>) -> Vec<u32> {
+    let mut v: Vec<u32> = ips.map(u32::from).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 impl Snapshot {
     /// Compile a model. The model's invariants (checked by `apply`) make this infallible.
     pub fn compile(m: &Model, epoch: u64) -> Snapshot {
-        // Index maps from the model to the snapshot.
         let mut vmap = vec![u32::MAX; m.virtuals.len()];
         let mut n = 0;
         for (i, v) in m.virtuals.iter().enumerate() {
@@ -136,7 +274,6 @@ impl Snapshot {
                 n += 1;
             }
         }
-
         let mut urls: Vec<UrlEntry> = m
             .urls
             .iter()
@@ -149,82 +286,8 @@ impl Snapshot {
                 implicit: false,
             })
             .collect();
-        let mut implicit = vec![None::<u32>; m.reals.len()];
-
-        let reals_base: Vec<RealEntry> = m
-            .reals
-            .iter()
-            .map(|r| RealEntry {
-                id: Model::addr_id(r.addr),
-                addr: r.addr,
-                dip: r.dip.map(|d| m.virtuals[d].addr),
-                state: r.state,
-                weight: r.weight,
-                action: Action::Refuse,
-                mac: [0; 6],
-                backup: r.backup.map(|b| m.target_id(b)),
-            })
-            .collect();
-
-        let mut virtuals = Vec::new();
-        for v in &m.virtuals {
-            let VirtualKind::Primary { members, predictor } = &v.kind else {
-                continue;
-            };
-            let mut entries = Vec::with_capacity(members.len());
-            let mut cands = Vec::with_capacity(members.len());
-            for mem in members {
-                let (entry, id) = match *mem {
-                    Member::Url(u) => {
-                        let real = match m.urls[u].link {
-                            Some(Link::Real(r)) => Some(r as u32),
-                            _ => None,
-                        };
-                        let e = MemberEntry {
-                            url: u as u32,
-                            real,
-                            weight: m.url_weight(u),
-                            state: m.url_state(u),
-                        };
-                        (e, m.urls[u].id.clone())
-                    }
-                    Member::Real(r) => {
-                        let url = *implicit[r].get_or_insert_with(|| {
-                            urls.push(implicit_url(m, r));
-                            (urls.len() - 1) as u32
-                        });
-                        let real = &m.reals[r];
-                        let e = MemberEntry {
-                            url,
-                            real: Some(r as u32),
-                            weight: real.weight,
-                            state: real.state,
-                        };
-                        (e, Model::addr_id(real.addr))
-                    }
-                };
-                cands.push(Candidate {
-                    weight: entry.weight,
-                    eligible: entry.state.takes_new(),
-                    key: stable_key(&id),
-                });
-                entries.push(entry);
-            }
-            virtuals.push(VirtualEntry {
-                id: Model::addr_id(v.addr),
-                addr: v.addr,
-                state: v.state,
-                predictor: *predictor,
-                rotation: Rotation::new(*predictor, cands),
-                members: entries,
-                action: Action::Refuse,
-                fallback: Action::Refuse,
-                backup: v.backup.map(|b| m.target_id(b)),
-            });
-        }
-
-        // Per model virtual: a primary in service with an eligible member.
-        let usable_v: Vec<bool> = (0..m.virtuals.len())
+        let mut virtuals = primaries(m, &mut urls);
+        let usable = (0..m.virtuals.len())
             .map(|vi| {
                 vmap[vi] != u32::MAX && {
                     let e = &virtuals[vmap[vi] as usize];
@@ -232,100 +295,56 @@ impl Snapshot {
                 }
             })
             .collect();
-        let usable = |vi: usize| usable_v[vi];
-        // Follow a backup chain to the first thing that can take new traffic.
-        let resolve = |start: Option<Target>| -> Action {
-            let mut cur = start;
-            for _ in 0..=(m.reals.len() + m.virtuals.len()) {
-                match cur {
-                    None => return Action::Refuse,
-                    Some(Target::Real(r)) => {
-                        if m.reals[r].state.takes_new() {
-                            return Action::Forward(r as u32);
-                        }
-                        cur = m.reals[r].backup;
-                    }
-                    Some(Target::Virtual(v)) => {
-                        if usable(v) {
-                            return Action::Redirect(vmap[v]);
-                        }
-                        cur = m.virtuals[v].backup;
-                    }
-                    Some(Target::Url(u)) => {
-                        return if m.url_state(u).takes_new() {
-                            Action::RedirectUrl(u as u32)
-                        } else {
-                            Action::Refuse
-                        };
-                    }
-                }
-            }
-            Action::Refuse
-        };
-
-        let mut actions = Vec::with_capacity(m.virtuals.len());
-        for (i, v) in m.virtuals.iter().enumerate() {
-            if matches!(v.kind, VirtualKind::Primary { .. }) {
-                let fallback = resolve(v.backup);
-                let action = if usable(i) {
-                    Action::Redirect(vmap[i])
-                } else {
-                    fallback
-                };
-                actions.push((action, fallback));
-            }
-        }
-        for (e, (a, f)) in virtuals.iter_mut().zip(actions) {
-            e.action = a;
-            e.fallback = f;
-        }
-        let mut reals = reals_base;
-        for (i, r) in m.reals.iter().enumerate() {
-            reals[i].action = if r.state.forwards() {
-                Action::Forward(i as u32)
+        let c = Compiler { m, vmap, usable };
+        let primary_ids = m
+            .virtuals
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| matches!(v.kind, VirtualKind::Primary { .. }));
+        for (e, (i, v)) in virtuals.iter_mut().zip(primary_ids) {
+            e.fallback = c.resolve(v.backup);
+            e.action = if c.usable[i] {
+                Action::Redirect(c.vmap[i])
             } else {
-                resolve(r.backup)
+                e.fallback
             };
         }
-
-        let vips = AddrTable::build(
-            virtuals
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (key(*v.addr.ip(), v.addr.port()), i as u32))
-                .collect(),
-        );
-        let dips = AddrTable::build(
-            reals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.dip.map(|d| (key(*d.ip(), d.port()), i as u32)))
-                .collect(),
-        );
-        let real_addrs = AddrTable::build(
-            reals
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (key(*r.addr.ip(), r.addr.port()), i as u32))
-                .collect(),
-        );
-        let mut owned: Vec<u32> = m.virtuals.iter().map(|v| u32::from(*v.addr.ip())).collect();
-        owned.sort_unstable();
-        owned.dedup();
-        let mut real_ips: Vec<u32> = reals.iter().map(|r| u32::from(*r.addr.ip())).collect();
-        real_ips.sort_unstable();
-        real_ips.dedup();
-
+        let mut reals = real_entries(m);
+        for (i, (e, r)) in reals.iter_mut().zip(&m.reals).enumerate() {
+            e.action = if r.state.forwards() {
+                Action::Forward(i as u32)
+            } else {
+                c.resolve(r.backup)
+            };
+        }
         Snapshot {
             epoch,
+            vips: AddrTable::build(
+                virtuals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (key(*v.addr.ip(), v.addr.port()), i as u32))
+                    .collect(),
+            ),
+            dips: AddrTable::build(
+                reals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| r.dip.map(|d| (key(*d.ip(), d.port()), i as u32)))
+                    .collect(),
+            ),
+            real_addrs: AddrTable::build(
+                reals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (key(*r.addr.ip(), r.addr.port()), i as u32))
+                    .collect(),
+            ),
+            owned: sorted_ips(m.virtuals.iter().map(|v| *v.addr.ip())),
+            real_ips: sorted_ips(reals.iter().map(|r| *r.addr.ip())),
             virtuals,
             reals,
             urls,
-            vips,
-            dips,
-            real_addrs,
-            owned,
-            real_ips,
             cookie_secret: m.settings.cookie_secret,
             settings: m.settings.clone(),
             gateway_mac: [0; 6],
