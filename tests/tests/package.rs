@@ -243,12 +243,28 @@ fn package_installs_runs_least_privileged_reloads_stops_and_purges() {
     let uid = must(&["id", "-u", "detour"], 10);
     assert!(field("Uid:").starts_with(uid.trim()), "{status}");
     // Set-up needed CAP_NET_RAW (13), CAP_IPC_LOCK (14) and CAP_PERFMON (38) too; once it
-    // serves, detour keeps only CAP_NET_ADMIN (12) and CAP_BPF (39), in every set.
+    // serves, the control thread keeps only CAP_NET_ADMIN (12) and CAP_BPF (39), in every
+    // set, and no other thread has more (the workers and listeners have none).
     let runtime = (1u64 << 12) | (1 << 39);
     for set in ["CapEff:", "CapPrm:", "CapAmb:"] {
         let v = u64::from_str_radix(&field(set), 16).unwrap();
         assert_eq!(v, runtime, "{set} {v:#x}, want {runtime:#x}");
     }
+    let mut bare = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let st = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap_or_default();
+        let eff = st
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap_or(0);
+        assert_eq!(eff & !runtime, 0, "a thread holds {eff:#x}:\n{st}");
+        bare += usize::from(eff == 0);
+    }
+    assert!(
+        bare >= 2,
+        "the two workers should hold no capability ({bare} threads bare)"
+    );
     assert_eq!(field("NoNewPrivs:"), "1");
 
     // The control socket: the detour group's operators in, everyone else out.

@@ -9,7 +9,9 @@
 //! | `CAP_IPC_LOCK` | pin the UMEM without counting against `RLIMIT_MEMLOCK` | dropped |
 //! | `CAP_PERFMON` | the verifier allows the program's packet-pointer arithmetic | dropped |
 //!
-//! Once every worker runs, [`drop_after_setup`] removes every other capability from the
+//! Capabilities belong to threads. A worker drops all of its own once its sockets are
+//! bound (it needs none to move frames), the listeners drop all at start, and once every
+//! worker runs, [`drop_after_setup`] removes every other capability from the
 //! effective, permitted, inheritable and ambient sets and from the bounding set, so neither
 //! detour nor a program it starts (`ip`) can regain them. A detour started by root keeps,
 //! besides these two, what `write memory` needs to keep a config file's owner
@@ -35,6 +37,19 @@ pub fn keep(uid: u32, held: &CapsHashSet) -> CapsHashSet {
         .filter(|c| held.contains(c))
         .copied()
         .collect()
+}
+
+/// Drop every capability of the calling thread (capabilities are per thread; threads it
+/// starts inherit none): the workers once their sockets are bound, the listeners at start.
+pub fn drop_all_of_this_thread() {
+    for set in [
+        CapSet::Ambient,
+        CapSet::Effective,
+        CapSet::Inheritable,
+        CapSet::Permitted,
+    ] {
+        let _ = caps::clear(None, set);
+    }
 }
 
 /// The effective user id, from `/proc/self/status` (std has no safe `geteuid`).

@@ -185,7 +185,7 @@ fn spawn_acceptor<S: Conn>(
         .name(name.to_string())
         .spawn(move || {
             // Capabilities are per thread: this one and its connections' need none.
-            drop_capabilities();
+            crate::privs::drop_all_of_this_thread();
             accept_loop(&mut accept, &st, &c, limits, &handle, &refuse, &conn_name)
         })
         .map_err(|e| format!("spawn {name}: {e}"))?;
@@ -243,19 +243,6 @@ fn accept_loop<S: Conn, H>(
             c.active.fetch_sub(1, Ordering::SeqCst);
             c.refused.fetch_add(1, Ordering::Relaxed);
         }
-    }
-}
-
-/// Drop every capability of the calling thread (threads it starts inherit none).
-fn drop_capabilities() {
-    use caps::CapSet;
-    for set in [
-        CapSet::Ambient,
-        CapSet::Effective,
-        CapSet::Inheritable,
-        CapSet::Permitted,
-    ] {
-        let _ = caps::clear(None, set);
     }
 }
 

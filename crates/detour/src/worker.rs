@@ -80,6 +80,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         mode: io.mode(),
         fds,
     }));
+    crate::privs::drop_all_of_this_thread();
     let one_armed = names.len() == 1;
     let mut w = Worker::new(ctx.cfg, ctx.snap);
     let mut hist = new_hist();
