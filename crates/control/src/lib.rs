@@ -12,6 +12,7 @@ pub mod prometheus;
 pub mod running;
 pub mod show;
 pub mod stats;
+pub mod status;
 
 pub use commands::Outcome;
 pub use running::{Control, Neighbours};

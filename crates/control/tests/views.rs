@@ -66,32 +66,6 @@ fn every_show_view() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn report(c: &Control, worker: usize, epoch: u64, per_real: u64, per_url: u64) -> Report {
-    let s = &c.snap;
-    assert_eq!(s.epoch, epoch);
-    let mut counters = Counters::default();
-    counters.rx = 100 * per_real;
-    counters.redirects = per_url * s.urls.len() as u64;
-    Report {
-        worker,
-        counters,
-        batches: 10,
-        hist: new_hist(),
-        epoch,
-        reals: s
-            .reals
-            .iter()
-            .map(|_| RealCounters {
-                to_real: per_real,
-                opened: per_real,
-                closed: 1,
-                ..Default::default()
-            })
-            .collect(),
-        urls: vec![per_url; s.urls.len()],
-    }
-}
-
 #[test]
 fn statistics_from_reports_follow_a_change_of_the_configuration() {
     let dir = scratch("stats");

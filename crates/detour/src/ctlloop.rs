@@ -159,7 +159,13 @@ impl Loop {
                 let _ = q.push(Msg::Conns(self.control.epoch, conns.clone()));
             }
             if self.metrics.is_some() {
-                self.board.publish(self.prometheus());
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let status = self
+                    .control
+                    .status_json(&check_statuses(&self.checker), now_ms);
+                self.board.publish(self.prometheus(), status);
             }
         }
         if self.timers.summary.elapsed() >= self.summary_every {
@@ -233,8 +239,11 @@ impl Loop {
 }
 
 fn show_health(h: &health::Health) -> String {
-    let checks: Vec<CheckStatus> = h
-        .status()
+    detour_control::show::health(&check_statuses(h))
+}
+
+fn check_statuses(h: &health::Health) -> Vec<CheckStatus> {
+    h.status()
         .into_iter()
         .map(|s| CheckStatus {
             addr: s.addr,
@@ -245,6 +254,5 @@ fn show_health(h: &health::Health) -> String {
             transitions: s.transitions,
             last: s.last,
         })
-        .collect();
-    detour_control::show::health(&checks)
+        .collect()
 }

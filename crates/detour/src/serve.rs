@@ -65,18 +65,31 @@ pub struct Counts {
     pub cut: AtomicU64,
 }
 
-/// The text the control thread last published (the metrics), read by any thread.
+/// What the control thread last published, read by any thread: the metrics text and the
+/// status page's JSON.
 #[derive(Default, Clone)]
-pub struct Board(Arc<Mutex<Arc<String>>>);
+pub struct Board(Arc<Mutex<Pages>>);
+
+#[derive(Default, Clone)]
+pub struct Pages {
+    pub metrics: Arc<String>,
+    pub status: Arc<String>,
+}
 
 impl Board {
-    pub fn publish(&self, text: String) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(text);
+    pub fn publish(&self, metrics: String, status: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Pages {
+            metrics: Arc::new(metrics),
+            status: Arc::new(status),
+        };
     }
-    pub fn get(&self) -> Arc<String> {
+    pub fn get(&self) -> Pages {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// The status page: plain HTML and a little script that polls `status.json`.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// A listener served on threads of its own; stops accepting when dropped.
 pub struct Server {
@@ -311,19 +324,24 @@ fn metrics_conn(s: &TcpStream, deadline: Instant, board: &Board) -> std::io::Res
     let head = read_until(s, deadline, MAX_HEAD, |b| {
         b.windows(4).any(|w| w == b"\r\n\r\n") || b.windows(2).any(|w| w == b"\n\n")
     })?;
-    let ok = head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ");
     s.timeouts(None, Some(METRICS_LIMITS.deadline))?;
-    if ok {
-        let body = board.get();
-        let head = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        s.send_all(head.as_bytes())?;
-        s.send_all(body.as_bytes())
+    let pages = board.get();
+    let (kind, body): (&str, &str) = if head.starts_with(b"GET /metrics ") {
+        ("text/plain; version=0.0.4", &pages.metrics)
+    } else if head.starts_with(b"GET /status.json ") {
+        ("application/json", &pages.status)
+    } else if head.starts_with(b"GET / ") || head.starts_with(b"GET /index.html ") {
+        ("text/html; charset=utf-8", STATUS_PAGE)
     } else {
-        s.send_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    }
+        return s
+            .send_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    };
+    let head = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.send_all(head.as_bytes())?;
+    s.send_all(body.as_bytes())
 }
 
 /// Send one command and return the answer (`detour ctl`). A command the server refuses
@@ -417,7 +435,7 @@ mod tests {
     #[test]
     fn metrics_are_served_from_the_board_while_slow_clients_hang() {
         let board = Board::default();
-        board.publish("detour_up_seconds 1\n".into());
+        board.publish("detour_up_seconds 1\n".into(), "{}".into());
         let limits = Limits {
             max_conns: 8,
             deadline: Duration::from_millis(300),
@@ -444,7 +462,7 @@ mod tests {
             .collect();
         std::thread::sleep(Duration::from_millis(50));
         assert!(get().ends_with("\r\n\r\ndetour_up_seconds 1\n"));
-        board.publish("detour_up_seconds 2\n".into());
+        board.publish("detour_up_seconds 2\n".into(), "{}".into());
         assert!(get().ends_with("detour_up_seconds 2\n"));
         drop(slow);
     }

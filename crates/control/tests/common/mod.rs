@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use detour_config::Snapshot;
-use detour_control::{Control, Neighbours};
+use detour_control::stats::new_hist;
+use detour_control::{Control, Neighbours, Report};
+use detour_dataplane::{Counters, RealCounters};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -59,4 +61,32 @@ pub fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
     text.lines()
         .find(|l| l.trim_start().starts_with(prefix))
         .unwrap_or_else(|| panic!("no line starting with {prefix:?} in\n{text}"))
+}
+
+/// A synthetic report of `worker` on `epoch`: `per_real` packets (and connections opened,
+/// one closed) for every real, `per_url` redirects for every URL.
+pub fn report(c: &Control, worker: usize, epoch: u64, per_real: u64, per_url: u64) -> Report {
+    let s = &c.snap;
+    assert_eq!(s.epoch, epoch);
+    let mut counters = Counters::default();
+    counters.rx = 100 * per_real;
+    counters.redirects = per_url * s.urls.len() as u64;
+    Report {
+        worker,
+        counters,
+        batches: 10,
+        hist: new_hist(),
+        epoch,
+        reals: s
+            .reals
+            .iter()
+            .map(|_| RealCounters {
+                to_real: per_real,
+                opened: per_real,
+                closed: 1,
+                ..Default::default()
+            })
+            .collect(),
+        urls: vec![per_url; s.urls.len()],
+    }
 }
