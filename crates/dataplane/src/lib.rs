@@ -15,6 +15,7 @@
 
 pub mod cookie;
 pub mod csum;
+pub mod wire;
 
 /// A port (interface) of the director. In a one-armed setup both are the same interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
