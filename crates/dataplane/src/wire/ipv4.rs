@@ -225,13 +225,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         put16(d, field::CHECKSUM, c);
     }
 
+    /// Set the source address; the header checksum is left for [`Packet::fill_checksum`].
+    #[inline]
+    pub fn set_src(&mut self, a: Ipv4Addr) {
+        put32(self.buffer.as_mut(), field::SRC.start, u32::from(a));
+    }
+
+    /// Set the destination address; the header checksum is left for [`Packet::fill_checksum`].
+    #[inline]
+    pub fn set_dst(&mut self, a: Ipv4Addr) {
+        put32(self.buffer.as_mut(), field::DST.start, u32::from(a));
+    }
+
+    /// Set the TTL; the header checksum is left for [`Packet::fill_checksum`].
+    #[inline]
+    pub fn set_ttl(&mut self, ttl: u8) {
+        self.buffer.as_mut()[field::TTL] = ttl;
+    }
+
     /// Set both addresses and the TTL, then recompute the header checksum (for replies).
     #[inline]
     pub fn set_addrs_ttl(&mut self, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8) {
-        let d = self.buffer.as_mut();
-        put32(d, field::SRC.start, u32::from(src));
-        put32(d, field::DST.start, u32::from(dst));
-        d[field::TTL] = ttl;
+        self.set_src(src);
+        self.set_dst(dst);
+        self.set_ttl(ttl);
         self.fill_checksum();
     }
 

@@ -10,7 +10,7 @@
 //! updated only when it was quoted (TCP needs 18 bytes of header, UDP has it in its 8); the
 //! IPv4 header checksum is updated incrementally; a UDP checksum of 0 stays 0.
 
-use super::{get128, get16, get32, ipv4, ipv6, proto, put16, put32, Error, Result};
+use super::{get128, get16, get32, ipv4, ipv6, proto, put16, put32, AddrChange, Error, Result};
 use crate::csum;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -128,46 +128,43 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Quoted<T> {
         let is_tcp = self.proto == proto::TCP;
         let l4 = self.l4;
         let d = self.buffer.as_mut();
-        // The L4 checksum's change for the address (pseudo-header), as a sum to fold in.
-        let (old_a, new_a): ([u8; 16], [u8; 16]);
-        let alen = match (self.v6, addr) {
-            (false, IpAddr::V4(a)) => {
+        // The address, in the IP header (and in the IPv4 header checksum).
+        let change = match (self.v6, addr) {
+            (false, IpAddr::V4(new)) => {
                 let at = if end == End::Src {
                     field::V4_SRC
                 } else {
                     field::V4_DST
                 };
                 let old = get32(d, at);
-                put32(d, at, u32::from(a));
-                let c = csum::update32(get16(d, field::V4_CHECKSUM), old, u32::from(a));
+                put32(d, at, u32::from(new));
+                let c = csum::update32(get16(d, field::V4_CHECKSUM), old, u32::from(new));
                 put16(d, field::V4_CHECKSUM, c);
-                let (mut o, mut n) = ([0; 16], [0; 16]);
-                o[..4].copy_from_slice(&old.to_be_bytes());
-                n[..4].copy_from_slice(&a.octets());
-                (old_a, new_a) = (o, n);
-                4
+                AddrChange::V4 {
+                    old: Ipv4Addr::from(old),
+                    new,
+                }
             }
-            (true, IpAddr::V6(a)) => {
+            (true, IpAddr::V6(new)) => {
                 let at = if end == End::Src {
                     field::V6_SRC
                 } else {
                     field::V6_DST
                 };
-                old_a = get128(d, at);
-                new_a = a.octets();
-                d[at..at + 16].copy_from_slice(&new_a);
-                16
+                let old = Ipv6Addr::from(get128(d, at));
+                d[at..at + 16].copy_from_slice(&new.octets());
+                AddrChange::V6 { old, new }
             }
             _ => return Err(Error::Malformed),
         };
+        // The port, and the L4 checksum (pseudo-header and port) when it was quoted.
         let p = l4 + port_at(end);
         let old_port = get16(d, p);
         put16(d, p, port);
         if let Some(at) = ck_at {
             let c = get16(d, at);
             if is_tcp || c != 0 {
-                let c = csum::update_bytes(c, &old_a[..alen], &new_a[..alen]);
-                let c = csum::update16(c, old_port, port);
+                let c = csum::update16(change.apply(c), old_port, port);
                 put16(d, at, if is_tcp { c } else { csum::udp_fix(c) });
             }
         }

@@ -1,0 +1,163 @@
+//! The frame a path works on: what the classifier learned of its IPv4 packet (where the
+//! layers are, the fields every path reads), read once through the checked views of
+//! [`crate::wire`], and the context every path gets (snapshot, counters, egress, port, time).
+//!
+//! An [`Ip`] is made only by [`Ip::parse`] from a checked view of the same frame, so the
+//! views it hands back over that frame ([`Ip::packet_mut`], [`Ip::l4`]) are always there;
+//! given another buffer they come back empty (`None`), never panic.
+
+use crate::counters::{Counters, Reason};
+use crate::egress::Egress;
+use crate::wire::{ethernet, ipv4, tcp, IpPair};
+use crate::Port;
+use detour_config::Snapshot;
+use std::net::Ipv4Addr;
+
+/// Where the IP packet starts in a frame.
+pub(crate) const L3: usize = ethernet::HEADER_LEN;
+/// TTL (hop limit) of the packets the director originates.
+pub(crate) const OWN_TTL: u8 = 64;
+
+/// What every path gets besides the frame.
+pub(crate) struct Ctx<'a> {
+    pub snap: &'a Snapshot,
+    pub c: &'a mut Counters,
+    pub eg: &'a Egress,
+    /// The port the frame arrived on.
+    pub port: Port,
+    /// Wall-clock milliseconds.
+    pub now: u64,
+}
+
+/// The fixed part of a classified IPv4 frame.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ip {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub ttl: u8,
+    /// A fragment (first or later).
+    pub frag: bool,
+    /// A fragment other than the first: no L4 header.
+    pub later_frag: bool,
+    /// Offset of the L4 header in the frame.
+    l4: usize,
+    /// End of the IP packet in the frame (Ethernet padding excluded).
+    end: usize,
+}
+
+impl Ip {
+    /// Read the IPv4 packet of `frame` (an Ethernet frame of type IPv4).
+    #[inline]
+    pub(crate) fn parse(frame: &[u8]) -> Result<Ip, Reason> {
+        let p = frame
+            .get(L3..)
+            .and_then(|b| ipv4::Packet::new_checked(b).ok())
+            .ok_or(Reason::BadIpv4)?;
+        Ok(Ip {
+            src: p.src(),
+            dst: p.dst(),
+            proto: p.protocol(),
+            ttl: p.ttl(),
+            frag: p.is_fragment(),
+            later_frag: p.frag_offset() != 0,
+            l4: L3 + p.header_len(),
+            end: L3 + usize::from(p.total_len()),
+        })
+    }
+
+    /// Whether the header checksum of the frame this was parsed from verifies (computed on
+    /// demand: the paths that pass a frame on never pay for it).
+    #[inline]
+    pub(crate) fn header_ok(&self, frame: &[u8]) -> bool {
+        frame
+            .get(L3..self.end)
+            .and_then(|b| ipv4::Packet::new_checked(b).ok())
+            .is_some_and(|p| p.verify_checksum())
+    }
+
+    /// Length of the IP packet (what the byte counters count).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.end - L3
+    }
+
+    /// Length of the frame without its padding.
+    #[inline]
+    pub(crate) fn frame_len(&self) -> usize {
+        self.end
+    }
+
+    /// The addresses, for pseudo-headers.
+    #[inline]
+    pub(crate) fn pair(&self) -> IpPair {
+        IpPair::V4 {
+            src: self.src,
+            dst: self.dst,
+        }
+    }
+
+    /// The L4 bytes (header and payload) of the frame this was parsed from.
+    #[inline]
+    pub(crate) fn l4<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        frame.get(self.l4..self.end).unwrap_or(&[])
+    }
+
+    /// The IPv4 packet of the frame this was parsed from, writable.
+    #[inline]
+    pub(crate) fn packet_mut<'a>(&self, frame: &'a mut [u8]) -> Option<ipv4::Packet<&'a mut [u8]>> {
+        ipv4::Packet::new_checked(frame.get_mut(L3..self.end)?).ok()
+    }
+}
+
+/// The fields of a TCP segment every TCP path reads, read once from a checked view.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tcp {
+    pub ip: Ip,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: tcp::Flags,
+    /// The MSS option of a SYN (not read on other segments).
+    pub mss: Option<u16>,
+    /// Payload length.
+    pub plen: usize,
+}
+
+impl Tcp {
+    /// Read the TCP header of the frame `ip` was parsed from.
+    #[inline]
+    pub(crate) fn parse(frame: &[u8], ip: Ip) -> Result<Tcp, Reason> {
+        let t = tcp::Packet::new_checked(ip.l4(frame)).map_err(|_| Reason::BadTcp)?;
+        Ok(Tcp {
+            ip,
+            sport: t.src_port(),
+            dport: t.dst_port(),
+            seq: t.seq(),
+            ack: t.ack_number(),
+            flags: t.flags(),
+            mss: if t.syn() { t.mss() } else { None },
+            plen: t.payload().len(),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, f: tcp::Flags) -> bool {
+        self.flags.has(f)
+    }
+
+    /// The payload, in the frame this was parsed from (empty for another buffer).
+    #[inline]
+    pub(crate) fn payload<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        let l4 = self.ip.l4(frame);
+        l4.get(l4.len().saturating_sub(self.plen)..).unwrap_or(&[])
+    }
+
+    /// Whether the checksum verifies (pseudo-header included).
+    #[inline]
+    pub(crate) fn checksum_ok(&self, frame: &[u8]) -> bool {
+        tcp::Packet::new_checked(self.ip.l4(frame))
+            .is_ok_and(|t| t.verify_checksum(&self.ip.pair()))
+    }
+}
