@@ -7,6 +7,7 @@
 //! given another buffer they come back empty (`None`), never panic.
 
 use crate::counters::{Counters, Reason};
+use crate::csum;
 use crate::egress::Egress;
 use crate::wire::{ethernet, ipv4, tcp, IpPair};
 use crate::Port;
@@ -40,7 +41,7 @@ pub(crate) struct Ip {
     pub frag: bool,
     /// A fragment other than the first: no L4 header.
     pub later_frag: bool,
-    /// Offset of the L4 header in the frame.
+    /// Offset of the L4 header in the frame (the IPv4 header is `L3..l4`).
     l4: usize,
     /// End of the IP packet in the frame (Ethernet padding excluded).
     end: usize,
@@ -70,10 +71,10 @@ impl Ip {
     /// demand: the paths that pass a frame on never pay for it).
     #[inline]
     pub(crate) fn header_ok(&self, frame: &[u8]) -> bool {
+        // RFC 791: the header, checksum included, sums to all ones.
         frame
-            .get(L3..self.end)
-            .and_then(|b| ipv4::Packet::new_checked(b).ok())
-            .is_some_and(|p| p.verify_checksum())
+            .get(L3..self.l4)
+            .is_some_and(|h| csum::sum(0, h) == 0xFFFF)
     }
 
     /// Length of the IP packet (what the byte counters count).

@@ -18,8 +18,8 @@ use crate::counters::{RealCounters, Reason};
 use crate::egress::Verdict;
 use crate::frame::{Ctx, Ip};
 use crate::table::{Inserted, Key, Table};
-use crate::wire::quoted::{End, Quoted};
-use crate::wire::{icmpv4, proto, tcp, udp, AddrChange};
+use crate::wire::quoted::Quoted;
+use crate::wire::{icmpv4, proto, tcp, udp, AddrChange, End};
 use detour_config::{Action, Snapshot};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
@@ -93,6 +93,7 @@ impl Nat {
     }
 
     /// Client -> DIP:port of real `r`, sent to real `to` (`r` itself, or its backup).
+    #[inline]
     pub(crate) fn forward(
         &mut self,
         cx: &mut Ctx,
@@ -135,6 +136,7 @@ impl Nat {
 
     /// A client's packet went to a backup real (`to`): a SYN opens its flow, any other packet
     /// only refreshes the flow it belongs to (its DIP stays the one the SYN went to).
+    #[inline]
     fn remember(&mut self, cx: &mut Ctx, ip: &Ip, p: Ports, to: SocketAddrV4) {
         // Keyed by the client first: the table bounds each client's ways per set.
         let key = Key {
@@ -168,6 +170,7 @@ impl Nat {
 
     /// The DIP a reply from `real` to `client` must come from: its flow's, if it was moved
     /// to this real as a backup, else the real's own DIP.
+    #[inline]
     fn dip_of(
         &mut self,
         snap: &Snapshot,
@@ -192,6 +195,7 @@ impl Nat {
 
     /// Real:port -> client (TCP or UDP), arriving on the server side: from the DIP instead.
     /// Anything that is not a real's reply is the kernel's.
+    #[inline]
     pub(crate) fn reply_of_real(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         if ip.later_frag {
             // No ports to map by: a real's later fragments cannot be translated (and are
@@ -343,26 +347,14 @@ fn rewrite(buf: &mut [u8], ip: &Ip, end: End, addr: Ipv4Addr, port: u16) -> bool
         let Ok(mut t) = tcp::Packet::new_checked(l4) else {
             return false;
         };
-        t.adjust_checksum(&change);
-        match end {
-            End::Src => t.rewrite_src_port(port),
-            End::Dst => t.rewrite_dst_port(port),
-        }
+        t.translate(end, &change, port);
     } else {
         let Ok(mut u) = udp::Packet::new_checked(l4) else {
             return false;
         };
-        u.adjust_checksum(&change);
-        match end {
-            End::Src => u.rewrite_src_port(port),
-            End::Dst => u.rewrite_dst_port(port),
-        }
+        u.translate(end, &change, port);
     }
-    match end {
-        End::Src => p.rewrite_src(addr),
-        End::Dst => p.rewrite_dst(addr),
-    };
-    p.rewrite_ttl(ip.ttl - 1);
+    p.translate(end, addr, ip.ttl - 1);
     true
 }
 

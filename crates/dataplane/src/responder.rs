@@ -233,6 +233,7 @@ impl Responder {
     }
 
     /// Answer a TCP segment to `t.ip.dst:t.dport` as the responder, for `action`.
+    #[inline]
     pub(crate) fn respond(
         &mut self,
         cx: &mut Ctx,
@@ -279,6 +280,7 @@ impl Responder {
         self.on_data(cx, buf, t, action)
     }
 
+    #[inline]
     fn on_syn(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp, action: Action) -> Verdict {
         if t.has(Flags::ACK) {
             return self.send(cx, buf, t, Answer::rst(t.ack), 0);
@@ -309,6 +311,7 @@ impl Responder {
 
     /// A segment with data: the first of a head (the cookie must check), or the next one of
     /// a head being collected.
+    #[inline]
     fn on_data(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp, action: Action) -> Verdict {
         let plen = t.plen;
         let ack_to = t
@@ -430,6 +433,7 @@ impl Responder {
 
     /// Write `a` (with `scratch[OUT..OUT + payload]` as data) over the frame, back to the
     /// sender of `t` from `t.ip.dst:t.dport`, and send it.
+    #[inline]
     fn send(&self, cx: &Ctx, buf: &mut [u8], t: &Tcp, a: Answer, payload: usize) -> Verdict {
         let Ok(peer) = ethernet::Frame::new_checked(&*buf).map(|f| f.src()) else {
             return Verdict::Drop(Reason::Runt);

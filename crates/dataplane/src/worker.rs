@@ -193,6 +193,7 @@ impl Dispatch<'_> {
         self.kernel.binary_search(&u32::from(a)).is_ok()
     }
 
+    #[inline]
     fn ipv4(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
         if cx.snap.owns(ip.dst) {
             if !ip.header_ok(buf) {
@@ -240,6 +241,7 @@ impl Dispatch<'_> {
     }
 
     /// Client -> VIP or DIP over TCP: the responder, or the NAT.
+    #[inline]
     fn tcp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
         let t = match Tcp::parse(buf, ip) {
             Ok(t) => t,
@@ -266,6 +268,7 @@ impl Dispatch<'_> {
     }
 
     /// Client -> DIP over UDP: forwarded when the DIP's traffic goes to a real.
+    #[inline]
     fn udp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
         let Ok(u) = udp::Packet::new_checked(ip.l4(buf)) else {
             return Verdict::Drop(Reason::BadUdp);

@@ -133,8 +133,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn rewrite_type(&mut self, t: u8) {
         let d = self.buffer.as_mut();
         let old = get16(d, field::TYPE);
-        d[field::TYPE] = t;
-        let c = csum::update16(get16(d, field::CHECKSUM), old, get16(d, field::TYPE));
+        // The new word from the values (reading it back would stall on store forwarding).
+        let new = u16::from_be_bytes([t, d[field::CODE]]);
+        put16(d, field::TYPE, new);
+        let c = csum::update16(get16(d, field::CHECKSUM), old, new);
         put16(d, field::CHECKSUM, c);
     }
 

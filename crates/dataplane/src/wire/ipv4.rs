@@ -10,7 +10,7 @@
 //! Address and TTL rewrites update the header checksum incrementally (RFC 1624), so the
 //! stored checksum stays as valid (or as invalid) as it was.
 
-use super::{get16, get32, put16, put32, AddrChange, Error, Result};
+use super::{get16, get32, put16, put32, AddrChange, End, Error, Result};
 use crate::csum;
 use std::net::Ipv4Addr;
 
@@ -214,13 +214,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         }
     }
 
+    /// Translate one end: its address becomes `new` and the TTL `ttl`, with one incremental
+    /// update of the header checksum (what NAT does to every forwarded packet). Returns the
+    /// address change, for the transport checksum.
+    #[inline]
+    pub fn translate(&mut self, end: End, new: Ipv4Addr, ttl: u8) -> AddrChange {
+        let at = match end {
+            End::Src => field::SRC.start,
+            End::Dst => field::DST.start,
+        };
+        let d = self.buffer.as_mut();
+        let old = get32(d, at);
+        put32(d, at, u32::from(new));
+        let old_word = get16(d, field::TTL_PROTO);
+        let new_word = u16::from_be_bytes([ttl, d[field::PROTOCOL]]);
+        put16(d, field::TTL_PROTO, new_word);
+        let c = csum::update32(get16(d, field::CHECKSUM), old, u32::from(new));
+        put16(d, field::CHECKSUM, csum::update16(c, old_word, new_word));
+        AddrChange::V4 {
+            old: Ipv4Addr::from(old),
+            new,
+        }
+    }
+
     /// Set the TTL, updating the header checksum.
     #[inline]
     pub fn rewrite_ttl(&mut self, ttl: u8) {
         let d = self.buffer.as_mut();
         let old = get16(d, field::TTL_PROTO);
-        d[field::TTL] = ttl;
-        let new = get16(d, field::TTL_PROTO);
+        let new = u16::from_be_bytes([ttl, d[field::PROTOCOL]]);
+        put16(d, field::TTL_PROTO, new);
         let c = csum::update16(get16(d, field::CHECKSUM), old, new);
         put16(d, field::CHECKSUM, c);
     }
@@ -295,17 +318,22 @@ impl Repr {
         if buf.len() < total {
             return Err(Error::Truncated);
         }
-        buf[field::VER_IHL] = 0x45;
-        buf[field::DSCP_ECN] = 0;
-        put16(buf, field::LENGTH, total as u16); // checked above
+        let total = total as u16; // checked above
+        let (src, dst) = (u32::from(self.src), u32::from(self.dst));
+        let ttl_proto = u16::from_be_bytes([self.ttl, self.protocol]);
+        // The checksum from the values (RFC 1071), not from the bytes just written: reading
+        // them back would stall on store forwarding.
+        let w = |v: u32| (v >> 16) + (v & 0xFFFF);
+        let sum = 0x4500 + u32::from(total) + u32::from(field::DONT_FRAG) + u32::from(ttl_proto);
+        let check = !csum::fold(sum + w(src) + w(dst));
+        put16(buf, field::VER_IHL, 0x4500);
+        put16(buf, field::LENGTH, total);
         put16(buf, field::IDENT, 0);
         put16(buf, field::FLG_OFF, field::DONT_FRAG);
-        buf[field::TTL] = self.ttl;
-        buf[field::PROTOCOL] = self.protocol;
-        let mut p = Packet {
-            buffer: &mut buf[..total],
-        };
-        p.set_addrs_ttl(self.src, self.dst, self.ttl);
+        put16(buf, field::TTL_PROTO, ttl_proto);
+        put16(buf, field::CHECKSUM, check);
+        put32(buf, field::SRC.start, src);
+        put32(buf, field::DST.start, dst);
         Ok(MIN_HEADER_LEN)
     }
 }

@@ -118,16 +118,21 @@ impl IpPair {
     }
 }
 
-/// Big-endian 16-bit word at `at`. Callers index only inside a checked length.
+/// Big-endian 16-bit word at `at`. Callers index only inside a checked length (one bounds
+/// check per access, which the views' length checks usually let the compiler drop).
 #[inline(always)]
 pub(crate) fn get16(d: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([d[at], d[at + 1]])
+    let mut b = [0; 2];
+    b.copy_from_slice(&d[at..at + 2]);
+    u16::from_be_bytes(b)
 }
 
 /// Big-endian 32-bit word at `at`.
 #[inline(always)]
 pub(crate) fn get32(d: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+    let mut b = [0; 4];
+    b.copy_from_slice(&d[at..at + 4]);
+    u32::from_be_bytes(b)
 }
 
 #[inline(always)]
@@ -154,6 +159,13 @@ pub(crate) fn get128(d: &[u8], at: usize) -> [u8; 16] {
     let mut a = [0; 16];
     a.copy_from_slice(&d[at..at + 16]);
     a
+}
+
+/// One end of a packet: its source or its destination (address and port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Src,
+    Dst,
 }
 
 /// Incremental checksum updates for a transport checksum when an address its pseudo-header

@@ -39,12 +39,7 @@ mod field {
     pub const TCP_CHECKSUM: usize = 16;
 }
 
-/// Which end of the quoted packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    Src,
-    Dst,
-}
+pub use super::End;
 
 impl<T: AsRef<[u8]>> Quoted<T> {
     /// Wrap the data of an ICMP (`v6` false) or ICMPv6 (`v6` true) error.

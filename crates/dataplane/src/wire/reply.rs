@@ -5,6 +5,7 @@
 //! first and writes nothing when it is too short.
 
 use super::{ethernet, ethertype, ipv4, ipv6, proto, tcp, Error, IpPair, Result};
+use crate::csum;
 
 /// A TCP segment from the director, whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,7 @@ impl TcpReply<'_> {
 
     /// Write the frame into `buf[..frame_len]`; returns its length. [`Error::Truncated`] when
     /// `buf` is too short, [`Error::Malformed`] when the segment cannot fit an IP packet.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let len = self.frame_len();
         if self.ip_header_len() + self.segment_len() > usize::from(u16::MAX) {
@@ -84,7 +86,11 @@ impl TcpReply<'_> {
         let segment = &mut rest[hl..];
         let th = self.tcp.emit(segment)?;
         segment[th..].copy_from_slice(self.payload);
-        tcp::Packet::new_checked(segment)?.fill_checksum(&self.ips);
+        // The checksum from the values and the payload's source, not from the bytes just
+        // written (reading them back would stall on store forwarding).
+        let head = self.ips.pseudo(proto::TCP, seg) + self.tcp.header_sum();
+        let check = !csum::fold(csum::sum(head, self.payload));
+        tcp::Packet::new_checked(segment)?.set_checksum(check);
         Ok(len)
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Port and address rewrites update the checksum incrementally (RFC 1624).
 
-use super::{get16, get32, proto, put16, put32, AddrChange, Error, IpPair, Result};
+use super::{get16, get32, proto, put16, put32, AddrChange, End, Error, IpPair, Result};
 use crate::csum;
 
 /// A read/write view of a TCP segment.
@@ -226,6 +226,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_checksum(c);
     }
 
+    /// Translate one end: its port becomes `port`, and the pseudo-header's address changed
+    /// as `change` says; one incremental checksum update for both (what NAT does).
+    #[inline]
+    pub fn translate(&mut self, end: End, change: &AddrChange, port: u16) {
+        let at = match end {
+            End::Src => field::SRC_PORT,
+            End::Dst => field::DST_PORT,
+        };
+        let d = self.buffer.as_mut();
+        let old = get16(d, at);
+        put16(d, at, port);
+        let c = change.apply(get16(d, field::CHECKSUM));
+        put16(d, field::CHECKSUM, csum::update16(c, old, port));
+    }
+
     /// Set the source port, updating the checksum.
     #[inline]
     pub fn rewrite_src_port(&mut self, new: u16) {
@@ -281,6 +296,36 @@ impl Repr {
     #[inline]
     pub fn header_len(&self) -> usize {
         HEADER_LEN + if self.mss.is_some() { 4 } else { 0 }
+    }
+
+    /// One's-complement sum of the header this writes (checksum field 0), from the values.
+    #[inline]
+    pub fn header_sum(&self) -> u32 {
+        let w = |v: u32| (v >> 16) + (v & 0xFFFF);
+        let ack = self.ack.unwrap_or(0);
+        let mut s = u32::from(self.src_port)
+            + u32::from(self.dst_port)
+            + w(self.seq)
+            + w(ack)
+            + u32::from(u16::from_be_bytes(self.off_flags()))
+            + u32::from(self.window);
+        if let Some(m) = self.mss {
+            s += u32::from(u16::from_be_bytes([OPT_MSS, 4])) + u32::from(m);
+        }
+        s
+    }
+
+    /// The data-offset and flags bytes.
+    #[inline]
+    fn off_flags(&self) -> [u8; 2] {
+        let words = (self.header_len() / 4) as u8; // 5 or 6
+        let f = self.flags.without(Flags::ACK);
+        let f = if self.ack.is_some() {
+            f.with(Flags::ACK)
+        } else {
+            f
+        };
+        [words << 4, f.0]
     }
 
     /// Write the header into `buf[..header_len]` with checksum 0 (the caller fills it once the

@@ -7,7 +7,7 @@
 //! A checksum of 0 means "none" over IPv4 and stays 0 through rewrites; over IPv6 it is
 //! invalid (RFC 8200 section 8.1). A computed 0 is sent as 0xFFFF ([`csum::udp_fix`]).
 
-use super::{get16, proto, put16, AddrChange, Error, IpPair, Result};
+use super::{get16, proto, put16, AddrChange, End, Error, IpPair, Result};
 use crate::csum;
 
 /// A read/write view of a UDP datagram.
@@ -94,6 +94,24 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         put16(d, field::CHECKSUM, 0);
         let c = csum::udp_fix(ips.checksum(proto::UDP, &d[..len]));
         put16(d, field::CHECKSUM, c);
+    }
+
+    /// Translate one end: its port becomes `port`, and the pseudo-header's address changed
+    /// as `change` says; one incremental checksum update for both (what NAT does).
+    #[inline]
+    pub fn translate(&mut self, end: End, change: &AddrChange, port: u16) {
+        let at = match end {
+            End::Src => field::SRC_PORT,
+            End::Dst => field::DST_PORT,
+        };
+        let d = self.buffer.as_mut();
+        let old = get16(d, at);
+        put16(d, at, port);
+        let c = get16(d, field::CHECKSUM);
+        if c != 0 {
+            let c = csum::update16(change.apply(c), old, port);
+            put16(d, field::CHECKSUM, csum::udp_fix(c));
+        }
     }
 
     /// Set the source port, updating a checksum that is there.
