@@ -136,7 +136,6 @@ impl Nat {
 
     /// A client's packet went to a backup real (`to`): a SYN opens its flow, any other packet
     /// only refreshes the flow it belongs to (its DIP stays the one the SYN went to).
-    #[inline]
     fn remember(&mut self, cx: &mut Ctx, ip: &Ip, p: Ports, to: SocketAddrV4) {
         // Keyed by the client first: the table bounds each client's ways per set.
         let key = Key {
@@ -195,7 +194,6 @@ impl Nat {
 
     /// Real:port -> client (TCP or UDP), arriving on the server side: from the DIP instead.
     /// Anything that is not a real's reply is the kernel's.
-    #[inline]
     pub(crate) fn reply_of_real(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         if ip.later_frag {
             // No ports to map by: a real's later fragments cannot be translated (and are

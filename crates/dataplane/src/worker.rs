@@ -176,7 +176,7 @@ impl Dispatch<'_> {
         };
         match eth.ethertype() {
             ethertype::IPV4 => match Ip::parse(&buf[..len]) {
-                Ok(ip) => self.ipv4(cx, buf, ip),
+                Ok(ip) => self.ipv4(cx, buf, &ip),
                 Err(why) => Verdict::Drop(why),
             },
             ethertype::ARP => local::arp(cx, buf, len),
@@ -194,7 +194,7 @@ impl Dispatch<'_> {
     }
 
     #[inline]
-    fn ipv4(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn ipv4(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         if cx.snap.owns(ip.dst) {
             if !ip.header_ok(buf) {
                 return Verdict::Drop(Reason::BadIpv4);
@@ -225,8 +225,8 @@ impl Dispatch<'_> {
             };
         }
         match ip.proto {
-            proto::TCP | proto::UDP => self.nat.reply_of_real(cx, buf, &ip),
-            proto::ICMP => self.nat.icmp_from_real(cx, buf, &ip),
+            proto::TCP | proto::UDP => self.nat.reply_of_real(cx, buf, ip),
+            proto::ICMP => self.nat.icmp_from_real(cx, buf, ip),
             _ => Verdict::Pass,
         }
     }
@@ -242,7 +242,7 @@ impl Dispatch<'_> {
 
     /// Client -> VIP or DIP over TCP: the responder, or the NAT.
     #[inline]
-    fn tcp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn tcp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         let t = match Tcp::parse(buf, ip) {
             Ok(t) => t,
             Err(why) => return Verdict::Drop(why),
@@ -261,15 +261,14 @@ impl Dispatch<'_> {
                     dport: t.dport,
                     flags: Some(t.flags),
                 };
-                self.nat.forward(cx, buf, &ip, p, (r, to))
+                self.nat.forward(cx, buf, ip, p, (r, to))
             }
             a => self.responder.respond(cx, buf, &t, a),
         }
     }
 
     /// Client -> DIP over UDP: forwarded when the DIP's traffic goes to a real.
-    #[inline]
-    fn udp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn udp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         let Ok(u) = udp::Packet::new_checked(ip.l4(buf)) else {
             return Verdict::Drop(Reason::BadUdp);
         };
@@ -282,13 +281,13 @@ impl Dispatch<'_> {
             return Verdict::Drop(Reason::NoService);
         };
         match cx.snap.reals[r as usize].action {
-            Action::Forward(to) => self.nat.forward(cx, buf, &ip, p, (r, to)),
+            Action::Forward(to) => self.nat.forward(cx, buf, ip, p, (r, to)),
             _ => Verdict::Drop(Reason::NoService),
         }
     }
 
     /// ICMP to an owned address: echo is answered, errors about a DIP's traffic translated.
-    fn icmp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: Ip) -> Verdict {
+    fn icmp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
         let Ok(m) = icmpv4::Packet::new_checked(ip.l4(buf)) else {
             return Verdict::Drop(Reason::BadIcmp);
         };
@@ -298,8 +297,8 @@ impl Dispatch<'_> {
         }
         use icmpv4::kind::*;
         match m.msg_type() {
-            ECHO_REQUEST => local::echo(cx, buf, &ip),
-            DST_UNREACHABLE | TIME_EXCEEDED | PARAM_PROBLEM => self.nat.icmp_to_dip(cx, buf, &ip),
+            ECHO_REQUEST => local::echo(cx, buf, ip),
+            DST_UNREACHABLE | TIME_EXCEEDED | PARAM_PROBLEM => self.nat.icmp_to_dip(cx, buf, ip),
             _ => Verdict::Drop(Reason::BadIcmp),
         }
     }
