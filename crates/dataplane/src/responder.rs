@@ -12,7 +12,7 @@ use crate::cookie::Cookies;
 use crate::egress::Verdict;
 use crate::frame::{Ctx, Tcp, OWN_TTL};
 use crate::table::{Inserted, Key, Table};
-use crate::wire::{ethernet, tcp, tcp::Flags, TcpReply};
+use crate::wire::{ethernet, ipv4, tcp, tcp::Flags, TcpReply};
 use crate::Reason;
 use detour_config::predictor::PickState;
 use detour_config::{Action, Snapshot};
@@ -33,6 +33,8 @@ pub const HEAD_PER_PEER: usize = 2;
 pub const COOKIE_GRACE_SECS: u64 = 128;
 /// Where the response is built in the scratch buffer.
 const OUT: usize = MAX_HEAD;
+/// The headers before a response's payload in a frame: Ethernet, IPv4 (no options), TCP.
+const HEADERS: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + tcp::HEADER_LEN;
 
 /// A request head being collected over several segments.
 #[derive(Clone)]
@@ -401,12 +403,11 @@ impl Responder {
         (n, ack_to, mss): (usize, u32, u16),
     ) -> Option<Verdict> {
         let (head, out) = self.scratch.split_at_mut(OUT);
-        // One segment: the response must fit the client's MSS and the frame buffer
-        // (Ethernet, IPv4 and TCP headers first).
+        // One segment: the response must fit the client's MSS and the frame buffer.
         let limit = out
             .len()
             .min(usize::from(mss.max(536)))
-            .min(buf.len().saturating_sub(ethernet::HEADER_LEN + 40));
+            .min(buf.len().saturating_sub(HEADERS));
         let picks = (&mut self.picks[..], &self.conns[..]);
         let outcome = http::answer(cx, t, action, picks, &head[..n], &mut out[..limit])?;
         Some(match outcome {
