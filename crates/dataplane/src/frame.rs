@@ -169,3 +169,76 @@ impl<'a> Tcp<'a> {
             .is_ok_and(|t| t.verify_checksum(&self.ip.pair()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{ethertype, proto};
+
+    /// An Ethernet frame with an IPv4 header of `ihl` words (options NOP-filled), TCP
+    /// protocol, `payload` after it, the header checksum filled, and 4 bytes of padding.
+    fn frame(ihl: u8, payload: &[u8]) -> Vec<u8> {
+        let hl = usize::from(ihl) * 4;
+        let mut f = vec![0u8; L3 + hl];
+        f[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+        let total = (hl + payload.len()) as u16;
+        let h = &mut f[L3..];
+        h[0] = 0x40 | ihl;
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        h[6] = 0x40;
+        h[8] = 64;
+        h[9] = proto::TCP;
+        h[12..16].copy_from_slice(&[198, 18, 0, 100]);
+        h[16..20].copy_from_slice(&[198, 18, 0, 2]);
+        h[20..].fill(1);
+        let c = csum::checksum(&f[L3..L3 + hl]);
+        f[L3 + 10..L3 + 12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(payload);
+        f.extend_from_slice(&[0xEE; 4]);
+        f
+    }
+
+    #[test]
+    fn parse_reads_the_fields_and_trims_the_padding() {
+        let f = frame(5, b"0123");
+        let ip = Ip::parse(&f).unwrap();
+        assert_eq!(
+            (ip.src, ip.dst),
+            (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 2))
+        );
+        assert_eq!(
+            (ip.proto, ip.ttl, ip.frag, ip.later_frag),
+            (proto::TCP, 64, false, false)
+        );
+        assert_eq!((ip.len(), ip.frame_len()), (24, L3 + 24));
+        assert_eq!(ip.l4(&f), b"0123");
+        assert!(ip.header_ok(&f));
+        assert_eq!(ip.packet_mut(&mut f.clone()).unwrap().payload(), b"0123");
+    }
+
+    #[test]
+    fn header_checksums_are_checked_with_and_without_options() {
+        for ihl in [5, 6, 15] {
+            let mut f = frame(ihl, b"xy");
+            let ip = Ip::parse(&f).unwrap();
+            assert!(ip.header_ok(&f), "ihl {ihl}");
+            assert_eq!(ip.l4(&f), b"xy");
+            f[L3 + 8] = 63; // TTL changed, checksum not
+            assert!(!ip.header_ok(&f), "ihl {ihl}");
+        }
+    }
+
+    #[test]
+    fn a_bad_header_is_bad_ipv4_and_another_buffer_gives_nothing() {
+        let mut f = frame(5, b"");
+        f[L3] = 0x44;
+        assert_eq!(Ip::parse(&f).unwrap_err(), Reason::BadIpv4);
+        assert_eq!(Ip::parse(&f[..L3 + 19]).unwrap_err(), Reason::BadIpv4);
+        let f = frame(6, b"abcdef");
+        let ip = Ip::parse(&f).unwrap();
+        let short = &mut [0u8; 20][..];
+        assert!(ip.packet_mut(short).is_none());
+        assert!(ip.l4(short).is_empty());
+        assert!(!ip.header_ok(short));
+    }
+}
