@@ -167,13 +167,14 @@ impl Nat {
         cx.c.to_backup += 1;
     }
 
-    /// The DIP a reply from `real` to `client` must come from: its flow's, if it was moved
-    /// to this real as a backup, else the real's own DIP.
+    /// The DIP a reply from `real` (the snapshot's real `sender`, if it is one) to `client`
+    /// must come from: its flow's, if it was moved to this real as a backup, else the real's
+    /// own DIP.
     #[inline]
     fn dip_of(
         &mut self,
         snap: &Snapshot,
-        real: SocketAddrV4,
+        (real, sender): (SocketAddrV4, Option<u32>),
         client: SocketAddrV4,
         now: u64,
     ) -> Option<SocketAddrV4> {
@@ -188,8 +189,7 @@ impl Nat {
                 return Some(SocketAddrV4::new(Ipv4Addr::from(f.dip), f.dip_port));
             }
         }
-        let r = snap.real_at(*real.ip(), real.port())?;
-        snap.reals[r as usize].dip
+        snap.reals[sender? as usize].dip
     }
 
     /// Real:port -> client (TCP or UDP), arriving on the server side: from the DIP instead.
@@ -209,7 +209,8 @@ impl Nat {
         };
         let sender = cx.snap.real_at(ip.src, sport);
         let real = SocketAddrV4::new(ip.src, sport);
-        let Some(dip) = self.dip_of(cx.snap, real, SocketAddrV4::new(ip.dst, dport), cx.now) else {
+        let client = SocketAddrV4::new(ip.dst, dport);
+        let Some(dip) = self.dip_of(cx.snap, (real, sender), client, cx.now) else {
             return Verdict::Pass;
         };
         if !ip.header_ok(buf) {
@@ -286,7 +287,8 @@ impl Nat {
         };
         let real = SocketAddrV4::new(idst, idport);
         let client = SocketAddrV4::new(isrc, isport);
-        let Some(dip) = self.dip_of(cx.snap, real, client, cx.now) else {
+        let sender = cx.snap.real_at(idst, idport);
+        let Some(dip) = self.dip_of(cx.snap, (real, sender), client, cx.now) else {
             return Verdict::Pass;
         };
         // Sent on with fresh checksums: a corrupt error must not get them.
