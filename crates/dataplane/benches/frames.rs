@@ -1,5 +1,6 @@
 //! ns per frame on one core for the data path's main paths, measured in process (no I/O):
-//! `cargo bench -p detour-dataplane --bench frames`.
+//! `cargo bench -p detour-dataplane --bench frames` (`BENCH_FRAMES=<n>` frames per path,
+//! `BENCH_ONLY=<part of a name>` to time only some paths, for profilers).
 //!
 //! Each iteration copies the input template into the frame buffer first (as a NIC would
 //! write it), so the figures include one ~64-1500 byte copy.
@@ -82,6 +83,10 @@ fn bench(name: &str, w: &mut Worker, input: &[u8], port: Port, n: u64) {
         "{name}: {v:?} {:?}",
         w.counters()
     );
+    // `BENCH_ONLY=<part of a name>` times only the matching paths (for profilers).
+    if std::env::var("BENCH_ONLY").is_ok_and(|o| !name.contains(o.as_str())) {
+        return;
+    }
     let t = Instant::now();
     for _ in 0..n {
         buf[..input.len()].copy_from_slice(input);

@@ -124,6 +124,22 @@ pub fn pseudo_v4(src: [u8; 4], dst: [u8; 4], proto: u8, len: u16) -> u32 {
     u32::from(fold(s))
 }
 
+/// Sum of the IPv6 pseudo-header of an upper-layer checksum (RFC 8200 section 8.1: TCP, UDP,
+/// ICMPv6): source address, destination address, the 32-bit upper-layer packet length `len`,
+/// three zero bytes and the next-header value `next` (of the upper layer, not of an extension
+/// header). Folded, not complemented: the `initial` of [`sum`] over the upper-layer packet.
+#[inline]
+#[must_use]
+pub fn pseudo_v6(src: [u8; 16], dst: [u8; 16], next: u8, len: u32) -> u32 {
+    // 16 words of at most 0xFFFF plus three more: far below 2^32.
+    let mut s = 0u32;
+    for pair in src.as_chunks::<2>().0.iter().chain(dst.as_chunks::<2>().0) {
+        s += u32::from(u16::from_be_bytes(*pair));
+    }
+    s += (len >> 16) + (len & 0xFFFF) + u32::from(next);
+    u32::from(fold(s))
+}
+
 /// RFC 1624 equation 3 incremental update, `HC' = ~(~HC + ~m + m')`, for a 16-bit field that
 /// changed from `old` (m) to `new` (m'), where `check` (HC) is the current checksum.
 ///
@@ -285,6 +301,22 @@ mod tests {
             0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF,
         ];
         assert_eq!(pseudo_v4(ones, ones, 0xFF, 0xFFFF), sum(0, &bytes));
+    }
+
+    #[test]
+    fn pseudo_v6_equals_the_sum_of_the_pseudo_header_bytes() {
+        let src: [u8; 16] = core::array::from_fn(|i| (i * 17 + 1) as u8);
+        let dst: [u8; 16] = core::array::from_fn(|i| 0xF0 ^ (i as u8));
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&src);
+        bytes.extend_from_slice(&dst);
+        bytes.extend_from_slice(&0x0001_05dcu32.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 58]);
+        assert_eq!(pseudo_v6(src, dst, 58, 0x0001_05dc), sum(0, &bytes));
+        let ones = [0xFF; 16];
+        let mut bytes = vec![0xFF; 32];
+        bytes.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF]);
+        assert_eq!(pseudo_v6(ones, ones, 0xFF, u32::MAX), sum(0, &bytes));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod cookie;
 pub mod csum;
+pub mod wire;
 
 /// A port (interface) of the director. In a one-armed setup both are the same interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,11 +27,16 @@ pub const CLIENT: Port = Port(0);
 pub const SERVER: Port = Port(1);
 
 pub mod counters;
+mod egress;
+mod frame;
+mod local;
+mod nat;
+mod responder;
 mod table;
 mod worker;
 
 pub use counters::{Counters, RealCounters, Reason};
-pub use worker::{
-    Verdict, Worker, WorkerConfig, BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS, HEAD_PER_PEER,
-    HEAD_SLOTS, MAX_HEAD,
-};
+pub use egress::Verdict;
+pub use nat::{BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS};
+pub use responder::{HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
+pub use worker::{Worker, WorkerConfig};
