@@ -45,6 +45,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::stats::SocketStats;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
 };
@@ -392,6 +393,15 @@ impl QueueIo {
     /// fill ring, invalid descriptors).
     pub fn xdp_statistics(&self, port: usize) -> io::Result<xsk_rs::socket::XdpStatistics> {
         self.ports[port].rx.fd().xdp_statistics()
+    }
+
+    /// The kernel's statistics of every port's socket, summed (one `getsockopt` per port: call
+    /// it between batches, not per frame). A port whose read fails counts as zero.
+    pub fn socket_stats(&self) -> SocketStats {
+        (0..self.ports.len())
+            .filter_map(|p| self.xdp_statistics(p).ok())
+            .map(|s| SocketStats::from_lib(&s))
+            .fold(SocketStats::default(), |a, b| a + b)
     }
 
     /// Where the frames are (valid between batches).
