@@ -221,7 +221,8 @@ def coalesce():
 
 def probe():
     """Loss location and CPU1 interference around a trial (perf/probes.py)."""
-    return probes.Probe((NS_GEN, G0), (NS_MID, M1), (NS_SINK, S0), lambda: list(SERVER_PIDS), napi_pids)
+    return probes.Probe((NS_GEN, G0), (NS_MID, M0), (NS_MID, M1), (NS_SINK, S0), lambda: list(SERVER_PIDS),
+                        napi_pids)
 
 
 def mid_has_pass():
@@ -1233,14 +1234,14 @@ def report(meta, results, outdir):
                  "TCP connection per redirect; percentiles from wrk's own histogram; client retransmissions from the "
                  "client namespace's `nstat` (TcpRetransSegs; SYN: TcpExtTCPSynRetrans): a retransmission is a frame "
                  "lost somewhere; CPU1 as in the latency table). Median over runs, then each run:", "",
-                 "| server | redirects per run | redirects/s | p50 us | p99 us | p99.9 us | max ms | client retransmissions per run | frames lost at the veth ring | CPU1: other tasks ms / steal ms |",
+                 "| server | redirects per run | redirects/s | p50 us | p99 us | p99.9 us | max ms | client retransmissions per run | frames dropped: veth ring into the middle / way back to the client | CPU1: other tasks ms / steal ms |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for name, rs in one.items():
             cells = [", ".join(f"{r['requests']:,}" for r in rs), f"{med([r['rps'] for r in rs]):,.0f}"]
             cells += [f"{med([r[k] for r in rs]):.0f}" for k in ("p50_us", "p99_us", "p999_us")]
             cells += [", ".join(f"{r['max_us'] / 1e3:.1f}" for r in rs),
                       ", ".join(f"{r['retransmissions']} (SYN {r['client']['TcpExtTCPSynRetrans']})" for r in rs),
-                      ", ".join(str(r["veth_ring_drops"]) for r in rs),
+                      ", ".join(f"{r['veth_ring_drops']} / {r.get('client_side_drops', '?')}" for r in rs),
                       ", ".join(f"{r['cpu1_others_ms']:.0f} / {r['cpu1_steal_ms']:.0f}" for r in rs)]
             body.append(f"| {name} | " + " | ".join(cells) + " |")
         body.append("")

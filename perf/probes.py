@@ -9,6 +9,8 @@ Read before and after a trial (`Probe.read`, then `Probe.delta`): no per-frame c
   256-frame `ptr_ring`, drained only by the middle's NAPI thread: these are frames lost because
   that thread did not run for about 256 / rate seconds (2.6 ms at 100 kpps).
 - `sink_side_drops`: the same, one hop later (dtbm1 -> dtbs0) and the sink's veth receive drops.
+- `client_side_drops`: the way back to the client (dtbm0's `tx_dropped`, dtbg0's `rx_dropped`)
+  and every CPU's backlog drops (`/proc/net/softnet_stat`, column 2: RPS queues full).
 - `xsk`: an AF_XDP middle's own socket drops (XDP_STATISTICS), when the caller has them.
 - `cpu1_steal_ms`: time the hypervisor did not run CPU1 while the guest wanted it (/proc/stat,
   10 ms ticks).
@@ -38,6 +40,16 @@ def link_stats(ns, dev):
     except (ValueError, IndexError, KeyError):
         return {"rx_dropped": 0, "tx_dropped": 0}
     return {"rx_dropped": s["rx"]["dropped"], "tx_dropped": s["tx"]["dropped"]}
+
+
+def softnet_drops():
+    """Frames dropped because a CPU's backlog queue was full, all CPUs."""
+    total = 0
+    for line in open("/proc/net/softnet_stat"):
+        f = line.split()
+        if len(f) > 1:
+            total += int(f[1], 16)
+    return total
 
 
 def cpu_ticks(cpu):
@@ -74,8 +86,8 @@ class Probe:
     veth, the middle's server-side veth and the sink's veth; `mid_pids()` and `napi_pids()` give the
     processes of the middle and dtbm0's NAPI threads, read at each `read`."""
 
-    def __init__(self, gen, mid1, sink, mid_pids, napi_pids, cpu=1):
-        self.gen, self.mid1, self.sink = gen, mid1, sink
+    def __init__(self, gen, mid0, mid1, sink, mid_pids, napi_pids, cpu=1):
+        self.gen, self.mid0, self.mid1, self.sink = gen, mid0, mid1, sink
         self.mid_pids, self.napi_pids, self.cpu = mid_pids, napi_pids, cpu
 
     def read(self):
@@ -85,6 +97,8 @@ class Probe:
         return {
             "veth_ring_drops": link_stats(*self.gen)["tx_dropped"],
             "sink_side_drops": link_stats(*self.mid1)["tx_dropped"] + link_stats(*self.sink)["rx_dropped"],
+            "client_side_drops": link_stats(*self.mid0)["tx_dropped"] + link_stats(*self.gen)["rx_dropped"]
+            + softnet_drops(),
             "cpu1_busy_ms": busy * TICK_MS,
             "cpu1_steal_ms": steal * TICK_MS,
             "mid_run_ms": sum(schedstat(t)[0] for t in tids) / 1e6,
@@ -94,7 +108,7 @@ class Probe:
 
     @staticmethod
     def delta(a, b):
-        d = {k: b[k] - a[k] for k in ("veth_ring_drops", "sink_side_drops", "cpu1_steal_ms",
+        d = {k: b[k] - a[k] for k in ("veth_ring_drops", "sink_side_drops", "client_side_drops", "cpu1_steal_ms",
                                        "napi_wait_ms")}
         # Threads that appeared during the trial (a NAPI thread re-created) count from zero.
         d["cpu1_others_ms"] = max(0.0, (b["cpu1_busy_ms"] - a["cpu1_busy_ms"]) - (b["mid_run_ms"] - a["mid_run_ms"]))
@@ -105,7 +119,8 @@ class Probe:
 
 def fmt(d):
     """One line for the log."""
-    return (f"lost at the veth ring into the middle {d['veth_ring_drops']}, after it {d['sink_side_drops']}; "
+    return (f"lost at the veth ring into the middle {d['veth_ring_drops']}, after it {d['sink_side_drops']}, "
+            f"on the way back {d['client_side_drops']}; "
             f"CPU1: other tasks {d['cpu1_others_ms']:.0f} ms, steal {d['cpu1_steal_ms']:.0f} ms; "
             f"NAPI thread waited {d['napi_wait_ms']:.1f} ms")
 
