@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+import probes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = "/tmp/detour-bench"
 PERF = os.path.join(ROOT, "target/release/detour-perf")
@@ -43,6 +45,7 @@ LAT_SAMPLES_PER_S = 6000  # the latency sampler keeps about this many stamped fr
 PROCS = []  # background processes we started: (Popen, name)
 SERVER_PIDS = []  # the middle's server process (detour) while it runs, for CPU accounting
 RT = True  # the middle's threads at SCHED_FIFO: NAPI thread 1, server 2 (--no-rt: normal)
+COALESCE = None  # (napi_defer_hard_irqs, gro_flush_timeout ns) on the middle's veths (--coalesce)
 
 
 def rt():
@@ -203,7 +206,23 @@ def pin_napi():
             if RT:
                 sh(["chrt", "-f", "-p", "1", pid])
             found += 1
+    coalesce()
     return found
+
+
+def coalesce():
+    """--coalesce: NAPI deferral on both of the middle's veths, for every middle alike (set again
+    whenever the NAPIs are re-created, with pin_napi)."""
+    if COALESCE:
+        for dev in (M0, M1):
+            write_sysfs(NS_MID, f"/sys/class/net/{dev}/napi_defer_hard_irqs", str(COALESCE[0]))
+            write_sysfs(NS_MID, f"/sys/class/net/{dev}/gro_flush_timeout", str(COALESCE[1]))
+
+
+def probe():
+    """Loss location and CPU1 interference around a trial (perf/probes.py)."""
+    return probes.Probe((NS_GEN, G0), (NS_MID, M0), (NS_MID, M1), (NS_SINK, S0), lambda: list(SERVER_PIDS),
+                        napi_pids)
 
 
 def mid_has_pass():
@@ -479,15 +498,27 @@ health-check all none
 """
 
 
-def run_nginx(secs, conns_list):
+def redirect_runs(name, url, pids_fn, secs, conns_list, one_secs):
+    """wrk at each of `conns_list` connections, then the long one-connection trial (`one`)."""
+    out = {c: redirect_bench(f"{name} c{c}", url, pids_fn, secs, c) for c in conns_list}
+    if one_secs:
+        SERVER_PIDS[:] = pids_fn()
+        o = probes.one_conn(probe(), NS_GEN, url, one_secs)
+        log(probes.fmt_one(name, o))
+        out["one"] = o
+    return out
+
+
+def run_nginx(secs, conns_list, one_secs):
     write(f"{WORK}/nginx.conf", NGINX_CONF.format(work=WORK, ip=MID_IP0))
     p, logp = start("nginx", rt() + ["nginx", "-c", f"{WORK}/nginx.conf"], NS_MID)
     try:
         if not wait_http(f"http://{MID_IP0}/"):
             raise RuntimeError(f"nginx did not answer 302 (see {logp})")
-        return {c: redirect_bench(f"nginx c{c}", f"http://{MID_IP0}/", lambda: [p.pid] + all_children(p.pid), secs, c)
-                for c in conns_list}
+        return redirect_runs("nginx", f"http://{MID_IP0}/", lambda: [p.pid] + all_children(p.pid), secs, conns_list,
+                             one_secs)
     finally:
+        SERVER_PIDS.clear()
         stop(p)
 
 
@@ -500,15 +531,16 @@ def all_children(pid):
     return out
 
 
-def run_haproxy(secs, conns_list):
+def run_haproxy(secs, conns_list, one_secs):
     write(f"{WORK}/haproxy.cfg", HAPROXY_CFG.format(ip=MID_IP0))
     p, logp = start("haproxy", rt() + ["haproxy", "-db", "-f", f"{WORK}/haproxy.cfg"], NS_MID)
     try:
         if not wait_http(f"http://{MID_IP0}/"):
             raise RuntimeError(f"haproxy did not answer 302 (see {logp})")
-        return {c: redirect_bench(f"haproxy c{c}", f"http://{MID_IP0}/", lambda: [p.pid] + all_children(p.pid), secs, c)
-                for c in conns_list}
+        return redirect_runs("haproxy", f"http://{MID_IP0}/", lambda: [p.pid] + all_children(p.pid), secs, conns_list,
+                             one_secs)
     finally:
+        SERVER_PIDS.clear()
         stop(p)
 
 
@@ -641,10 +673,11 @@ def latency_trial(name, rate, secs, dip=DIP):
                 raise RuntimeError(f"detour-perf lat did not start: {line}{lp.stderr.read() if lp.poll() is not None else ''}")
             if select.select([lp.stderr], [], [], 0.5)[0]:
                 line = lp.stderr.readline()
-        c0 = sink_count()
+        pr = probe()
+        p0, c0 = pr.read(), sink_count()
         g = gen("flows", rate, rate * secs, secs, dip=dip, stamp=True, batch=1)
         time.sleep(0.3)
-        got = sink_count() - c0
+        got, p1 = sink_count() - c0, pr.read()
         lp.send_signal(signal.SIGTERM)
         out = lp.communicate(timeout=15)[0]
     finally:
@@ -653,10 +686,12 @@ def latency_trial(name, rate, secs, dip=DIP):
             lp.wait()
         PROCS[:] = [(q, n) for q, n in PROCS if q is not lp]
     j = last_json(out) or {}
-    j.update({"offered_pps": rate, "sent": g["sent"], "received": got,
+    j.update({"offered_pps": rate, "sent": g["sent"], "received": got, "lost": max(0, g["sent"] - got),
               "loss": (1 - got / g["sent"]) if g["sent"] else 1.0})
+    j.update(probes.Probe.delta(p0, p1))
     log(f"  {name} latency at {rate / 1e3:.0f} kpps: p50 {j.get('p50_ns', 0) / 1e3:.1f} us, p99 {j.get('p99_ns', 0) / 1e3:.1f} us, "
-        f"p99.9 {j.get('p999_ns', 0) / 1e3:.1f} us ({j.get('samples', 0):,} samples, loss {j['loss'] * 100:.3f} %)")
+        f"p99.9 {j.get('p999_ns', 0) / 1e3:.1f} us, max {j.get('max_ns', 0) / 1e3:.0f} us ({j.get('samples', 0):,} samples); "
+        f"lost {j['lost']} of {g['sent']:,} frames; {probes.fmt(j)}")
     return j
 
 
@@ -713,10 +748,15 @@ def batch_at_load(sat_pps, basis, secs):
 
 # ---------------------------------------------------------------- the runs
 
-def forwarding_runs(cfg, results):
+SECTIONS = ("search", "latency", "redirect", "memory")
+
+
+def forwarding_runs(cfg, results, sections):
     # Kernel routing: frames to the real's address itself.
-    results.setdefault("fwd_kernel", []).append(search("kernel", "flows", sink_count, cfg, dip=REAL_IP))
-    results.setdefault("lat_kernel", []).append(latencies("kernel", cfg, dip=REAL_IP))
+    if "search" in sections:
+        results.setdefault("fwd_kernel", []).append(search("kernel", "flows", sink_count, cfg, dip=REAL_IP))
+    if "latency" in sections:
+        results.setdefault("lat_kernel", []).append(latencies("kernel", cfg, dip=REAL_IP))
     nft(NS_MID, f"""table ip dtb_nat {{
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
@@ -725,23 +765,30 @@ def forwarding_runs(cfg, results):
   }}
 }}""")
     try:
-        results.setdefault("fwd_dnat", []).append(search("kernel+nft DNAT", "flows", sink_count, cfg))
-        results.setdefault("lat_dnat", []).append(latencies("kernel+nft DNAT", cfg))
+        if "search" in sections:
+            results.setdefault("fwd_dnat", []).append(search("kernel+nft DNAT", "flows", sink_count, cfg))
+        if "latency" in sections:
+            results.setdefault("lat_dnat", []).append(latencies("kernel+nft DNAT", cfg))
     finally:
         sh(["nft", "delete", "table", "ip", "dtb_nat"], ns=NS_MID, check=False)
         sh(["conntrack", "-F"], ns=NS_MID, check=False)
 
 
-def fwd_run(cfg, results):
+def fwd_run(cfg, results, sections):
     """The no-op AF_XDP forwarder: same search, same latency trials."""
     p, logp = start_fwd()
     try:
-        results.setdefault("fwd_noop", []).append(search("no-op AF_XDP fwd", "flows", sink_count, cfg))
-        results.setdefault("lat_noop", []).append(latencies("no-op AF_XDP fwd", cfg))
+        if "search" in sections:
+            results.setdefault("fwd_noop", []).append(search("no-op AF_XDP fwd", "flows", sink_count, cfg))
+        if "latency" in sections:
+            results.setdefault("lat_noop", []).append(latencies("no-op AF_XDP fwd", cfg))
     finally:
         j = stop_fwd(p, logp)
     if j:
-        results["fwd_noop"][-1]["self"] = j
+        # Its own account over everything it forwarded (XDP_STATISTICS: frames its sockets lost).
+        results.setdefault("noop_self", []).append(j)
+        log(f"  no-op forwarder's own account: rx {j['rx']:,} tx {j['tx']:,}, socket drops {j['socket_drops']} "
+            f"{j.get('xdp_statistics')}, kick errors {j.get('kick_errors')}")
 
 
 def main():
@@ -751,19 +798,39 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "perf/results"))
     ap.add_argument("--teardown", action="store_true", help="only tear down and exit")
     ap.add_argument("--no-rt", action="store_true", help="leave the middle's threads at normal priority")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help="comma-separated subset of " + ",".join(SECTIONS) + " (default: all)")
+    ap.add_argument("--lat-secs", type=float, help="length of each latency trial (default 2, --quick 0.5)")
+    ap.add_argument("--one-secs", type=int, help="length of the one-connection trials (default 15, --quick 2)")
+    ap.add_argument("--coalesce", metavar="DEFER,NS",
+                    help="the second configuration: napi_defer_hard_irqs DEFER and gro_flush_timeout NS on the "
+                         "middle's veths for every middle (e.g. 2,50000); the report gets a -coalesced suffix")
     a = ap.parse_args()
-    global RT
+    global RT, COALESCE
     RT = not a.no_rt
+    if a.coalesce:
+        try:
+            d, t = (int(x) for x in a.coalesce.split(","))
+        except ValueError:
+            ap.error("--coalesce: expected DEFER,NS, e.g. 2,50000")
+        COALESCE = (d, t)
     if a.teardown:
         teardown()
         return 0
     quick = a.quick
     runs = a.runs or (1 if quick else 3)
+    sections = set(a.sections.split(","))
+    if not sections <= set(SECTIONS):
+        ap.error(f"--sections: unknown {', '.join(sorted(sections - set(SECTIONS)))}")
     # lat_rates: offered rates (frames/s) of the latency trials, lat_secs their length.
     fwd_cfg = ({"lo": 100_000, "hi": 1_000_000, "steps": 1, "secs": 0.5, "down": 0,
                 "lat_rates": [100_000], "lat_secs": 0.5} if quick else
                {"lo": 200_000, "hi": 1_600_000, "steps": 5, "secs": 2.0,
                 "lat_rates": [10_000, 100_000], "lat_secs": 2.0})
+    if a.lat_secs:
+        fwd_cfg["lat_secs"] = a.lat_secs
+    # The one-connection trials: long enough for tens of thousands of redirects.
+    one_secs = a.one_secs or (2 if quick else 15)
     batch_secs = 0.5 if quick else 3.0
     req_cfg = ({"lo": 50_000, "hi": 400_000, "steps": 1, "secs": 0.5, "down": 0} if quick else
                {"lo": 50_000, "hi": 1_200_000, "steps": 5, "secs": 2.0})
@@ -779,10 +846,11 @@ def main():
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(), "kernel": os.uname().release, "cpus": os.cpu_count(),
         "quick": quick, "runs": runs, "fwd_search": fwd_cfg, "req_search": req_cfg, "wrk_secs": wrk_secs,
+        "one_secs": one_secs, "sections": sorted(sections),
         "lat_samples_per_s": LAT_SAMPLES_PER_S, "batch_secs": batch_secs, "flood_cap_secs": flood_cap_secs,
         "git": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).strip(),
-        "command": "scripts/bench.sh" + (" --quick" if quick else "") + ("" if RT else " --no-rt"),
-        "rt": RT,
+        "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),
+        "rt": RT, "coalesce": COALESCE,
     }
     for k, cmd in (("nginx", ["nginx", "-v"]), ("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "-v"])):
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -790,31 +858,38 @@ def main():
     try:
         log("setting up the namespaces (dtb-gen, dtb-mid, dtb-sink)")
         setup()
-        conns = [50] if quick else [50, 1]
+        conns = [50]
         for run in range(runs):
-            log(f"run {run + 1}/{runs}: L4 forwarding, kernel peers")
-            forwarding_runs(fwd_cfg, results)
-            log(f"run {run + 1}/{runs}: L4 forwarding, no-op AF_XDP forwarder (detour-xsk)")
-            fwd_run(fwd_cfg, results)
-            log(f"run {run + 1}/{runs}: redirects, nginx and HAProxy (wrk {wrk_secs}s)")
-            results.setdefault("redir_nginx", []).append(run_nginx(wrk_secs, conns))
-            results.setdefault("redir_haproxy", []).append(run_haproxy(wrk_secs, conns))
+            if sections & {"search", "latency"}:
+                log(f"run {run + 1}/{runs}: L4 forwarding, kernel peers")
+                forwarding_runs(fwd_cfg, results, sections)
+                log(f"run {run + 1}/{runs}: L4 forwarding, no-op AF_XDP forwarder (detour-xsk)")
+                fwd_run(fwd_cfg, results, sections)
+            if "redirect" in sections:
+                log(f"run {run + 1}/{runs}: redirects, nginx and HAProxy (wrk {wrk_secs}s; one at a time {one_secs}s)")
+                results.setdefault("redir_nginx", []).append(run_nginx(wrk_secs, conns, one_secs))
+                results.setdefault("redir_haproxy", []).append(run_haproxy(wrk_secs, conns, one_secs))
             log(f"run {run + 1}/{runs}: detour")
             p, logp = start_detour()
             try:
-                results.setdefault("fwd_detour", []).append(search("detour", "flows", sink_count, fwd_cfg))
-                results.setdefault("openloop_detour", []).append(
-                    search("detour open-loop requests", "requests", gen_side_count, req_cfg))
-                results.setdefault("redir_detour", []).append(
-                    {c: redirect_bench(f"detour c{c}", f"http://{VIP}/", lambda: [p.pid], wrk_secs, c) for c in conns})
-                results.setdefault("lat_detour", []).append(latencies("detour", fwd_cfg))
+                if "search" in sections:
+                    results.setdefault("fwd_detour", []).append(search("detour", "flows", sink_count, fwd_cfg))
+                    results.setdefault("openloop_detour", []).append(
+                        search("detour open-loop requests", "requests", gen_side_count, req_cfg))
+                if "redirect" in sections:
+                    results.setdefault("redir_detour", []).append(
+                        redirect_runs("detour", f"http://{VIP}/", lambda: [p.pid], wrk_secs, conns, one_secs))
+                if "latency" in sections:
+                    results.setdefault("lat_detour", []).append(latencies("detour", fwd_cfg))
             finally:
                 stop_detour(p)
-            sat, basis = saturation(results["fwd_detour"][-1])
-            log(f"run {run + 1}/{runs}: batch service time at 0.8x detour's saturation ({basis})")
-            results.setdefault("batch_detour", []).append(batch_at_load(sat, basis, batch_secs))
-        log(f"memory: detour RSS through a {flood_syns:,}-SYN flood at {flood_rate / 1e6:.1f} Mpps with wrk running")
-        results["memory"] = memory_run(flood_syns, flood_rate, quick, flood_cap_secs)
+            if "search" in sections:
+                sat, basis = saturation(results["fwd_detour"][-1])
+                log(f"run {run + 1}/{runs}: batch service time at 0.8x detour's saturation ({basis})")
+                results.setdefault("batch_detour", []).append(batch_at_load(sat, basis, batch_secs))
+        if "memory" in sections:
+            log(f"memory: detour RSS through a {flood_syns:,}-SYN flood at {flood_rate / 1e6:.1f} Mpps with wrk running")
+            results["memory"] = memory_run(flood_syns, flood_rate, quick, flood_cap_secs)
     finally:
         log("tearing down")
         teardown()
@@ -940,7 +1015,8 @@ def spread(xs):
 
 def report(meta, results, outdir):
     os.makedirs(outdir, exist_ok=True)
-    stem = f"{datetime.date.today().isoformat()}-{meta['host']}" + ("-quick" if meta["quick"] else "")
+    stem = (f"{datetime.date.today().isoformat()}-{meta['host']}" + ("-quick" if meta["quick"] else "")
+            + ("-coalesced" if meta.get("coalesce") else ""))
     summary = {}
     heads = []  # (figure, target, measured, met)
 
@@ -974,6 +1050,11 @@ def report(meta, results, outdir):
              "depend on it). " + ("The middle's threads ran at SCHED_FIFO (dtbm0's NAPI thread 1; the server's data path 2: nginx, "
              "HAProxy, the no-op forwarder, detour's worker; detour's control thread at normal priority, on CPU1 too), so that "
              "other load on CPU1 does not decide the figures." if meta["rt"] else "The middle's threads ran at normal priority."), ""]
+    if meta.get("coalesce"):
+        d, t = meta["coalesce"]
+        lines += [f"**Coalesced configuration**: every middle ran with NAPI deferral on dtbm0 and dtbm1 "
+                  f"(`napi_defer_hard_irqs` {d}, `gro_flush_timeout` {t} ns): fewer wake-ups per frame for up to "
+                  f"{t / 1e3:.0f} us more latency. Compare with the default report of the same day.", ""]
     if meta["quick"]:
         lines += ["**--quick: a smoke test of the harness. Trials are 0.5-1 s; the figures are not "
                   "measurements to quote.**", ""]
@@ -1029,15 +1110,19 @@ def report(meta, results, outdir):
     lat_keys = (("lat_kernel", "kernel routing"), ("lat_dnat", "kernel + nftables DNAT"),
                 ("lat_noop", "no-op AF_XDP forwarder"), ("lat_detour", "detour"))
     lat_med = {}
+    lat_lost = []
     if any(k in results for k, _ in lat_keys):
         body += ["## Forwarding latency (from payload timestamps)", "",
                  "The generator's XDP program writes its send time (CLOCK_MONOTONIC ns) into every `flows` frame "
                  "(generator batches of 1 frame); at the sink an AF_PACKET tap samples about "
                  f"{meta.get('lat_samples_per_s', LAT_SAMPLES_PER_S):,} of them a second (1 in N at random) and takes the kernel's receive timestamp, set when the router's transmit queues the frame "
                  "to the sink's veth. So this is the router's latency (veth hop, NAPI wake-up, processing, transmit), "
-                 "not the sink's. Median over runs of each percentile.", "",
-                 "| router | offered kpps | p50 us | p90 us | p99 us | p99.9 us | max us | samples (1 in N) | loss |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+                 "not the sink's. Median over runs of each percentile. Lost frames: every trial of every run "
+                 "(frames sent minus frames counted at the sink), where they were lost (at the veth ring into the "
+                 "middle: dtbg0's tx_dropped), and what else had CPU1 meanwhile (other tasks' CPU time, hypervisor "
+                 "steal; `perf/probes.py`).", "",
+                 "| router | offered kpps | p50 us | p90 us | p99 us | p99.9 us | max us | samples (1 in N) | lost frames per run | of which at the veth ring | CPU1: other tasks ms / steal ms per run |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for key, name in lat_keys:
             runs_ = results.get(key, [])
             if not runs_:
@@ -1052,7 +1137,11 @@ def report(meta, results, outdir):
                 summary[f"{key}:{rate}"] = {"median_us": q, "p99_us_values": [t["p99_ns"] / 1e3 for t in trials]}
                 body.append(f"| {name} | {rate / 1e3:.0f} | {q['p50']:.1f} | {q['p90']:.1f} | {q['p99']:.1f} | {q['p999']:.1f} | "
                             f"{q['max']:.0f} | {sum(t['samples'] for t in trials):,} (1 in {trials[0].get('sample_one_in', '?')}) | "
-                            f"{med([t['loss'] for t in trials]) * 100:.3f} % |")
+                            + ", ".join(f"{t.get('lost', 0)} ({t['loss'] * 100:.3f} %)" for t in trials) + " | "
+                            + ", ".join(str(t.get("veth_ring_drops", "?")) for t in trials) + " | "
+                            + ", ".join(f"{t.get('cpu1_others_ms', 0):.0f} / {t.get('cpu1_steal_ms', 0):.0f}" for t in trials)
+                            + " |")
+                lat_lost.append(sum(t.get("lost", 0) for t in trials))
         body.append("")
         rates = sorted({r for _, r in lat_med})
         for rate in rates:
@@ -1073,6 +1162,8 @@ def report(meta, results, outdir):
             if d and o:
                 heads.append((f"forwarding latency p99 at {top / 1e3:.0f} kpps (detour / no-op forwarder)", "(report)",
                               f"{d['p99']:.0f} us / {o['p99']:.0f} us", ""))
+            heads.append(("frames lost in all latency trials (every router, every run)", "0", f"{sum(lat_lost)}",
+                          met(sum(lat_lost) == 0)))
 
     # ---- batch service time
     bd = results.get("batch_detour", [])
@@ -1134,18 +1225,36 @@ def report(meta, results, outdir):
             heads.append(("CPU per redirect (server + NAPI thread), nginx / detour", ">= 8x", f"{r:.2f}x", met(r >= 8)))
     one = {}
     for key, name in (("redir_nginx", "nginx"), ("redir_haproxy", "HAProxy"), ("redir_detour", "detour")):
-        rs = [r.get(1) or r.get("1") for r in results.get(key, [])]
+        rs = [r.get("one") for r in results.get(key, [])]
         rs = [r for r in rs if r]
         if rs:
-            one[name] = (med([r["rps"] for r in rs]), med([r.get("p50_us") for r in rs]), med([r.get("p99_us") for r in rs]))
+            one[name] = rs
     if one:
-        body += ["One connection at a time (wrk -c1):", "", "| server | redirects/s | p50 us | p99 us |", "|---|---|---|---|"]
-        for name, (r, p50, p99) in one.items():
-            body.append(f"| {name} | {r:,.0f} | {p50 or 0:.0f} | {p99 or 0:.0f} |")
+        body += [f"One connection at a time ({meta.get('one_secs', '?')} s per run: wrk -t1 -c1, `Connection: close`, so one "
+                 "TCP connection per redirect; percentiles from wrk's own histogram; client retransmissions from the "
+                 "client namespace's `nstat` (TcpRetransSegs; SYN: TcpExtTCPSynRetrans): a retransmission is a frame "
+                 "lost somewhere; CPU1 as in the latency table). Median over runs, then each run:", "",
+                 "| server | redirects per run | redirects/s | p50 us | p99 us | p99.9 us | max ms | client retransmissions per run | frames dropped: veth ring into the middle / way back to the client | CPU1: other tasks ms / steal ms |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, rs in one.items():
+            cells = [", ".join(f"{r['requests']:,}" for r in rs), f"{med([r['rps'] for r in rs]):,.0f}"]
+            cells += [f"{med([r[k] for r in rs]):.0f}" for k in ("p50_us", "p99_us", "p999_us")]
+            cells += [", ".join(f"{r['max_us'] / 1e3:.1f}" for r in rs),
+                      ", ".join(f"{r['retransmissions']} (SYN {r['client']['TcpExtTCPSynRetrans']})" for r in rs),
+                      ", ".join(f"{r['veth_ring_drops']} / {r.get('client_side_drops', '?')}" for r in rs),
+                      ", ".join(f"{r['cpu1_others_ms']:.0f} / {r['cpu1_steal_ms']:.0f}" for r in rs)]
+            body.append(f"| {name} | " + " | ".join(cells) + " |")
         body.append("")
-        if "detour" in one and "nginx" in one and one["nginx"][2]:
-            r = ratio(one["detour"][2], one["nginx"][2])
+        p99 = {n: med([r["p99_us"] for r in rs]) for n, rs in one.items()}
+        if "detour" in one and p99.get("nginx"):
+            r = ratio(p99["detour"], p99["nginx"])
             heads.append(("client p99 at one connection at a time, detour / nginx", "< 0.5x", f"{r:.2f}x", met(r < 0.5)))
+        if "detour" in one:
+            d = one["detour"]
+            worst = max(r["max_us"] for r in d)
+            retr = sum(r["retransmissions"] for r in d)
+            heads.append(("detour, one connection at a time: redirects over 10 ms (max) / client retransmissions",
+                          "none / 0", f"max {worst / 1e3:.1f} ms / {retr}", met(worst < 10_000 and retr == 0)))
 
     if "openloop_detour" in results:
         m, s, _ = fig("openloop_detour", no_loss)

@@ -9,8 +9,8 @@
 //! Ethernet addresses: port 0 -> port 1 and port 1 -> port 0.
 //!
 //! It stops on SIGTERM/SIGINT or after `--duration-secs`, and prints one JSON object: frames
-//! received and sent, batches, and the batch service time percentiles (measured as detour's
-//! worker measures its own).
+//! received and sent, batches, the sockets' XDP_STATISTICS (summed over both ports) and the
+//! batch service time percentiles (measured as detour's worker measures its own).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,18 +135,16 @@ pub fn run(f: &Fwd) -> Result<String, String> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let mut xdp_drops = 0u64;
-    for p in 0..io.ports() {
-        if let Ok(s) = io.xdp_statistics(p) {
-            xdp_drops += s.rx_dropped() + s.rx_ring_full() + s.rx_fill_ring_empty_descs();
-        }
-    }
+    let sock = io.socket_stats();
     let q = |x: f64| hist.value_at_quantile(x);
     let out = format!(
         "{{\"rx\": {rx}, \"tx\": {tx}, \"dropped\": {dropped}, \"tx_ring_full\": {ring_full}, \
-         \"socket_drops\": {xdp_drops}, \"batches\": {batches}, \"secs\": {secs:.3}, \
+         \"socket_drops\": {}, \"xdp_statistics\": {}, \"kick_errors\": {}, \"batches\": {batches}, \"secs\": {secs:.3}, \
          \"mode\": \"{}\", \"batch_p50_ns\": {}, \"batch_p90_ns\": {}, \"batch_p99_ns\": {}, \
          \"batch_p999_ns\": {}, \"batch_max_ns\": {}}}",
+        sock.frames_lost(),
+        sock.to_json(),
+        io.kick_errors(),
         io.mode(),
         q(0.5),
         q(0.9),

@@ -346,9 +346,31 @@ fn prometheus_counters_match_what_the_clients_did() {
         value("detour_real_packets_total{real=\"198.18.1.11:8080\",direction=\"to_real\"}"),
         0
     );
+    // The kernel's counters of the worker's AF_XDP sockets are exported, and at this load the
+    // sockets lost no frame (a full rx ring, an empty fill ring, a bad descriptor).
+    for c in [
+        "rx_dropped",
+        "rx_invalid_descs",
+        "tx_invalid_descs",
+        "rx_ring_full",
+        "rx_fill_ring_empty_descs",
+    ] {
+        assert_eq!(
+            value(&format!(
+                "detour_xsk_socket_total{{worker=\"0\",counter=\"{c}\"}}"
+            )),
+            0,
+            "{c}"
+        );
+    }
+    value("detour_xsk_socket_total{worker=\"0\",counter=\"tx_ring_empty_descs\"}");
     // `show statistics` tells the same story.
     let s = lab.ctl_ok("show statistics");
     assert!(s.contains("redirects 30"), "{s}");
+    assert!(
+        s.contains("AF_XDP sockets (kernel, since start): rx_dropped 0 rx_invalid_descs 0"),
+        "{s}"
+    );
     // `clear statistics` restarts the table's counts; Prometheus counters stay monotonic.
     lab.ctl_ok("clear statistics");
     let s = lab.ctl_ok("show statistics");

@@ -107,6 +107,12 @@ impl Control {
                 "detour_worker_frames_total{{worker=\"{i}\",direction=\"tx\"}} {}",
                 w.counters.tx
             );
+            for (name, v) in &w.sockets {
+                let _ = writeln!(
+                    o,
+                    "detour_xsk_socket_total{{worker=\"{i}\",counter=\"{name}\"}} {v}"
+                );
+            }
         }
     }
 }

@@ -266,6 +266,15 @@ impl Control {
                 h.max() / 1000,
                 w.epoch
             );
+            if !w.sockets.is_empty() {
+                let counts: Vec<String> =
+                    w.sockets.iter().map(|(n, v)| format!("{n} {v}")).collect();
+                let _ = writeln!(
+                    o,
+                    "      AF_XDP sockets (kernel, since start): {}",
+                    counts.join(" ")
+                );
+            }
         }
         let c = self.stats.totals().counters;
         let drops: Vec<String> = c

@@ -28,6 +28,9 @@ pub struct Report {
     pub reals: Vec<RealCounters>,
     /// Redirects per URL, index as in that snapshot's `urls`.
     pub urls: Vec<u64>,
+    /// The kernel's counters of the worker's AF_XDP sockets, cumulative since they opened, as
+    /// (name, value) in the I/O layer's own list (`detour_xsk::stats::FIELDS`).
+    pub sockets: Vec<(&'static str, u64)>,
 }
 
 /// For each object of a new snapshot, its index in the previous one (if it was there).
@@ -126,6 +129,8 @@ pub struct WorkerView {
     /// The epoch the worker runs.
     pub epoch: u64,
     pub objects: Objects,
+    /// Its sockets' kernel counters as last reported (see [`Report::sockets`]).
+    pub sockets: Vec<(&'static str, u64)>,
 }
 
 /// Totals over workers.
@@ -208,8 +213,10 @@ impl Stats {
             hist: new_hist(),
             epoch: 0,
             objects: Objects::default(),
+            sockets: Vec::new(),
         });
         view.counters = r.counters;
+        view.sockets = r.sockets;
         view.batches = r.batches;
         let _ = view.hist.add(&r.hist);
         view.epoch = r.epoch;

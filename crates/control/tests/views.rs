@@ -148,6 +148,7 @@ fn report_like(_c: &Control, worker: usize, epoch: u64, n: u64) -> Report {
             3
         ],
         urls: Vec::new(),
+        sockets: Vec::new(),
     }
 }
 

@@ -86,6 +86,12 @@ enum Cmd {
         /// (0: sleep at once). Spinning costs the core's kernel receive work its time.
         #[arg(long, env = "DETOUR_IDLE_SPIN_US", default_value_t = 0)]
         idle_spin_us: u64,
+        /// Opt-in preferred busy polling: the workers run their queues' NAPI themselves for up
+        /// to this many µs per call and never sleep (a core each, always busy). Needs a driver
+        /// that registers a NAPI per queue; refused, with the reason, where it does not (veth),
+        /// and the workers sleep in poll() as without it.
+        #[arg(long)]
+        busy_poll_us: Option<u32>,
         /// Seconds between live summary lines.
         #[arg(long, default_value_t = 5)]
         summary_secs: u64,
@@ -160,6 +166,7 @@ fn main() -> ExitCode {
             mode,
             batch,
             idle_spin_us,
+            busy_poll_us,
             summary_secs,
             duration_secs,
             ctl_socket,
@@ -189,7 +196,7 @@ fn main() -> ExitCode {
             } else {
                 (0..queues as usize).collect()
             };
-            let io = io_config(batch, mode);
+            let io = io_config(batch, mode, busy_poll_us);
             let plan = run::Plan {
                 config_path: config.clone(),
                 idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
@@ -256,13 +263,22 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
     }
 }
 
-fn io_config(batch: usize, mode: Option<ModeArg>) -> detour_xsk::io::IoConfig {
+fn io_config(
+    batch: usize,
+    mode: Option<ModeArg>,
+    busy_poll_us: Option<u32>,
+) -> detour_xsk::io::IoConfig {
+    let batch = batch.clamp(1, 256);
     detour_xsk::io::IoConfig {
-        batch: batch.clamp(1, 256),
+        batch,
         force_mode: mode.map(|m| match m {
             ModeArg::ZeroCopy => detour_xsk::io::Mode::ZeroCopy,
             ModeArg::Driver => detour_xsk::io::Mode::DriverCopy,
             ModeArg::Skb => detour_xsk::io::Mode::Skb,
+        }),
+        busy_poll: busy_poll_us.map(|usecs| detour_xsk::busy::BusyPoll {
+            usecs,
+            budget: batch as u16,
         }),
         ..Default::default()
     }

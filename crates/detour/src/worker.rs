@@ -11,6 +11,7 @@ use detour_control::stats::new_hist;
 use detour_control::Report;
 use detour_dataplane::{Verdict, Worker, WorkerConfig, CLIENT, SERVER};
 use detour_xsk::io::{IoConfig, Mode, Out, QueueIo};
+use detour_xsk::stats as xsk_stats;
 use hdrhistogram::Histogram;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +50,8 @@ pub struct WorkerCtx {
 }
 
 /// A worker's report: plain copies of its counters, indexed like its snapshot's tables.
-fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
+fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>, io: &QueueIo) -> Report {
+    let sockets = io.socket_stats();
     Report {
         worker: id,
         counters: w.counters().clone(),
@@ -58,6 +60,10 @@ fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>) -> Report {
         epoch: w.snapshot().epoch,
         reals: w.real_counters().to_vec(),
         urls: w.redirects_by_url().to_vec(),
+        sockets: xsk_stats::FIELDS
+            .iter()
+            .map(|(name, get)| (*name, get(&sockets)))
+            .collect(),
     }
 }
 
@@ -116,7 +122,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         if last_report.elapsed() >= Duration::from_millis(500) {
             last_report = Instant::now();
             let h = std::mem::replace(&mut hist, new_hist());
-            let _ = ctx.reports.try_send(report(ctx.id, &w, batches, h));
+            let _ = ctx.reports.try_send(report(ctx.id, &w, batches, h, &io));
         }
         if st.rx == 0 {
             // Idle: after at most `idle_spin` of polling the rings, sleep in poll() rather
@@ -132,5 +138,5 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
             idle_since = None;
         }
     }
-    let _ = ctx.reports.try_send(report(ctx.id, &w, batches, hist));
+    let _ = ctx.reports.try_send(report(ctx.id, &w, batches, hist, &io));
 }

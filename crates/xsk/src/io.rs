@@ -45,6 +45,8 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::busy::{self, BusyPoll};
+use crate::stats::SocketStats;
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags,
 };
@@ -98,6 +100,10 @@ pub struct IoConfig {
     /// socket) instead of inhibiting it. For tests and examples only: detour loads its own
     /// program and puts the sockets in its XSKMAP.
     pub load_default_program: bool,
+    /// Preferred busy polling (opt-in, see [`crate::busy`]): set on every socket if each one's
+    /// queue has a NAPI id after `bind()`; refused otherwise (logged; [`QueueIo::busy_poll`]
+    /// then says why), and the sockets keep sleeping in `poll()`.
+    pub busy_poll: Option<BusyPoll>,
 }
 
 impl Default for IoConfig {
@@ -109,6 +115,7 @@ impl Default for IoConfig {
             batch: 64,
             force_mode: None,
             load_default_program: false,
+            busy_poll: None,
         }
     }
 }
@@ -238,6 +245,8 @@ pub struct QueueIo {
     tx_room: Vec<usize>,
     pollfds: Vec<libc::pollfd>,
     kick_errors: u64,
+    /// Busy polling in force, or why it was refused (`None`: not asked for).
+    busy: Option<Result<BusyPoll, String>>,
 }
 
 impl fmt::Debug for QueueIo {
@@ -293,6 +302,7 @@ impl QueueIo {
                 e
             })?;
             eprintln!("detour-xsk: {label}: AF_XDP in {mode} mode (forced)");
+            io.log_busy_poll(&label);
             return Ok(io);
         }
 
@@ -328,6 +338,7 @@ impl QueueIo {
             match open_mode(ifaces, queue, cfg, mode, deadline) {
                 Ok(io) => {
                     eprintln!("detour-xsk: {label}: AF_XDP in {mode} mode");
+                    io.log_busy_poll(&label);
                     return Ok(io);
                 }
                 Err(e) if e.errno == Some(libc::EBUSY) => {
@@ -359,6 +370,29 @@ impl QueueIo {
     /// The mode taken.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Busy polling: `None` if not asked for, `Some(Ok(p))` in force, `Some(Err(why))` refused
+    /// (the sockets sleep in `poll()` as without it).
+    pub fn busy_poll(&self) -> Option<&Result<BusyPoll, String>> {
+        self.busy.as_ref()
+    }
+
+    fn log_busy_poll(&self, label: &str) {
+        match &self.busy {
+            Some(Ok(b)) => eprintln!(
+                "detour-xsk: {label}: preferred busy polling on ({} us, budget {})",
+                b.usecs, b.budget
+            ),
+            Some(Err(why)) => eprintln!(
+                "detour-xsk: {label}: busy polling refused: {why}; sleeping in poll() instead"
+            ),
+            None => {}
+        }
+    }
+
+    fn busy_polling(&self) -> bool {
+        matches!(self.busy, Some(Ok(_)))
     }
 
     /// The queue id the sockets are bound to.
@@ -394,6 +428,15 @@ impl QueueIo {
         self.ports[port].rx.fd().xdp_statistics()
     }
 
+    /// The kernel's statistics of every port's socket, summed (one `getsockopt` per port: call
+    /// it between batches, not per frame). A port whose read fails counts as zero.
+    pub fn socket_stats(&self) -> SocketStats {
+        (0..self.ports.len())
+            .filter_map(|p| self.xdp_statistics(p).ok())
+            .map(|s| SocketStats::from_lib(&s))
+            .fold(SocketStats::default(), |a, b| a + b)
+    }
+
     /// Where the frames are (valid between batches).
     pub fn frame_counts(&self) -> FrameCounts {
         FrameCounts {
@@ -417,11 +460,18 @@ impl QueueIo {
     /// ring of their port without copying (the UMEM is shared); dropped frames are recycled.
     /// Then: kick TX where the ring asks for a wakeup (`sendto` with `MSG_DONTWAIT`; in copy
     /// mode once per 32 queued frames, bounded), reap completions into the free pool, and
-    /// refill every fill ring from the pool. No allocation, no syscall but those wakeups. A
-    /// frame for a full tx ring is dropped and counted in `tx_ring_full`.
+    /// refill every fill ring from the pool. No allocation, no syscall but those wakeups (and,
+    /// with busy polling in force, one `recvfrom` per port first, which runs its queue's NAPI).
+    /// A frame for a full tx ring is dropped and counted in `tx_ring_full`.
     pub fn run_batch(&mut self, mut f: impl FnMut(&mut [u8], usize, usize) -> Out) -> BatchStats {
         let mut st = BatchStats::default();
         let nports = self.ports.len();
+        if self.busy_polling() {
+            // Run each queue's NAPI here (one syscall per port per batch).
+            for port in &self.ports {
+                busy::drive(port.fd);
+            }
+        }
         self.reap_completions();
 
         let want = (self.batch * nports) as u32;
@@ -518,10 +568,16 @@ impl QueueIo {
     /// kernel's receive work on the same core. Frames still queued for transmit are kicked
     /// first (in copy mode `poll()` itself also transmits); while completions are outstanding
     /// and the pool is short of a batch the wait is capped at 1 ms. Returns whether a socket
-    /// has frames to receive (or completions to reap); no syscall if it already has.
+    /// has frames to receive (or completions to reap); no syscall if it already has. With busy
+    /// polling in force it never sleeps: it kicks pending frames and returns at once.
     pub fn wait(&mut self, timeout_ms: i32) -> bool {
         if self.has_work() {
             return true;
+        }
+        if self.busy_polling() {
+            // No sleep: the next batch busy-polls the queues again.
+            self.kick_all();
+            return self.has_work();
         }
         let pending_tx = self.kick_all();
         let mut timeout = timeout_ms;
@@ -860,7 +916,11 @@ fn try_open(ifaces: &[&str], queue: u32, cfg: &IoConfig, mode: Mode) -> Result<Q
         tx_room: vec![0; nports],
         pollfds: Vec::with_capacity(nports),
         kick_errors: 0,
+        busy: None,
     };
+    if let Some(bp) = cfg.busy_poll {
+        io.busy = Some(setup_busy_poll(&io.ports, queue, bp));
+    }
     io.pollfds = io
         .ports
         .iter()
@@ -872,6 +932,17 @@ fn try_open(ifaces: &[&str], queue: u32, cfg: &IoConfig, mode: Mode) -> Result<Q
         .collect();
     io.refill(false);
     Ok(io)
+}
+
+/// Busy polling on every port, or why not (then on none).
+fn setup_busy_poll(ports: &[Port], queue: u32, bp: BusyPoll) -> Result<BusyPoll, String> {
+    for p in ports {
+        busy::check(p.fd, &format!("{} queue {queue}", p.name))?;
+    }
+    for p in ports {
+        busy::enable(p.fd, bp).map_err(|e| format!("{} queue {queue}: {e}", p.name))?;
+    }
+    Ok(bp)
 }
 
 /// What attaching a native XDP program to an interface told us.

@@ -17,6 +17,7 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use detour_xsk::busy::BusyPoll;
 use detour_xsk::io::{BatchStats, IoConfig, Mode, Out, QueueIo};
 
 /// One test at a time: they share two cores and time their traffic.
@@ -386,6 +387,38 @@ fn zero_copy_is_refused_on_veth() {
     .expect_err("zero-copy on veth");
     eprintln!("forced zero-copy: {err}");
     assert_eq!(err.errno(), Some(libc::EOPNOTSUPP), "{err}");
+}
+
+/// Busy polling asked for on veth: refused with the reason (veth registers no NAPI for its
+/// queues, so the socket has no NAPI id after bind()), and the sockets still echo, sleeping in
+/// poll() as without it.
+#[test]
+fn busy_poll_is_refused_on_veth() {
+    require_root();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = echo_lab("b");
+    let cfg = IoConfig {
+        busy_poll: Some(BusyPoll::default()),
+        ..test_config()
+    };
+    let state = in_netns(ns.name(0), || {
+        let io = QueueIo::open(&["x0"], 0, &cfg).unwrap_or_else(|e| panic!("{e}"));
+        io.busy_poll().cloned()
+    });
+    match state {
+        Some(Err(why)) => assert!(
+            why.contains("x0 queue 0: SO_INCOMING_NAPI_ID is 0 after bind()"),
+            "{why}"
+        ),
+        other => panic!("busy polling on veth should be refused, got {other:?}"),
+    }
+    let n = 500;
+    let (mode, (sent, got, bad), _) = echo_run(&ns, &cfg, n);
+    assert_eq!(
+        (sent, got, bad),
+        (n, n, 0),
+        "echo in {mode} mode after the refusal"
+    );
 }
 
 /// Without libxdp's program (as detour runs): the native-XDP probe picks driver copy, and skb

@@ -88,5 +88,6 @@ pub fn report(c: &Control, worker: usize, epoch: u64, per_real: u64, per_url: u6
             })
             .collect(),
         urls: vec![per_url; s.urls.len()],
+        sockets: Vec::new(),
     }
 }
