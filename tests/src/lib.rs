@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
 pub fn root() -> PathBuf {

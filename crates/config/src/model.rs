@@ -89,6 +89,10 @@ pub enum Link {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Settings {
     pub cookie_secret: Option<[u8; 32]>,
+    /// A secret whose cookies are accepted but never issued (the next secret of a rolling
+    /// change: the second line of `detour run --cookie-secret-file`). Not a config command:
+    /// never written by `write memory`.
+    pub cookie_accept: Option<[u8; 32]>,
     pub interfaces: Vec<Interface>,
     pub cores: Vec<usize>,
     pub metrics: Option<SocketAddr>,

@@ -83,6 +83,7 @@ pub const SHOW_VIEWS: &[(&str, &[&str])] = &[
     ("backup", &["backup", "backups"]),
     ("statistics", &["statistics", "stats"]),
     ("health", &["health"]),
+    ("announce", &["announce"]),
 ];
 
 fn show_expected() -> String {
@@ -112,7 +113,7 @@ pub struct OperatorVerb {
 pub static OPERATOR_VERBS: &[OperatorVerb] = &[
     OperatorVerb {
         spellings: &[&["show"]],
-        usage: "config|virtual|real|url|bind|backup|statistics|health",
+        usage: "config|virtual|real|url|bind|backup|statistics|health|announce",
         help: "the running config, or one view of the director's state",
         run: show_command,
     },
@@ -180,7 +181,8 @@ fn operator_verb<'w>(words: &'w [&'w str]) -> Option<(&'static OperatorVerb, &'w
 }
 
 impl Control {
-    /// Run one `detour ctl` command (`show health` is answered by whoever runs the checks).
+    /// Run one `detour ctl` command (`show health` is answered by whoever runs the checks,
+    /// `show announce` by whoever announces).
     pub fn command(&mut self, line: &str) -> Outcome {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() {

@@ -2,10 +2,12 @@
 //! the snapshots it builds ([`running`]), statistics from the workers' reports ([`stats`]),
 //! the `show` views ([`show`]) and the Prometheus text ([`prometheus`]), config files
 //! ([`files`]: `reload`, `write memory`), and what each `detour ctl` command does, answered
-//! with a typed [`Outcome`] ([`commands`]). The `detour` binary wires it to the control
+//! with a typed [`Outcome`] ([`commands`]), and which addresses a director can announce
+//! ([`announce`]). The `detour` binary wires it to the control
 //! socket, the metrics endpoint, the health checkers and the workers.
 #![forbid(unsafe_code)]
 
+pub mod announce;
 pub mod commands;
 pub mod files;
 pub mod prometheus;

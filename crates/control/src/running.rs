@@ -42,6 +42,9 @@ pub struct Control {
     pub stats: Stats,
     pub health_transitions: u64,
     pub started: Instant,
+    /// The cookie secret to issue with, and one also accepted, from `detour run
+    /// --cookie-secret-file`: they override the config's and are never written back.
+    pub cookie_secrets: Option<([u8; 32], Option<[u8; 32]>)>,
 }
 
 impl Control {
@@ -65,6 +68,7 @@ impl Control {
             stats: Stats::new(workers, 0),
             health_transitions: 0,
             started: Instant::now(),
+            cookie_secrets: None,
         };
         c.rebuild();
         c
@@ -77,6 +81,10 @@ impl Control {
             if self.health_down.contains(&r.addr) && r.state.forwards() {
                 r.state = State::Failed;
             }
+        }
+        if let Some((issue, also)) = self.cookie_secrets {
+            m.settings.cookie_secret = Some(issue);
+            m.settings.cookie_accept = also;
         }
         m
     }

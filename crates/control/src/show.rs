@@ -52,6 +52,7 @@ impl Control {
             "url" => self.show_urls(),
             "backup" => self.show_backups(),
             "statistics" => self.show_statistics(),
+            "announce" => "not announcing (no --announce)\n".to_string(),
             _ => health(&[]),
         }
     }

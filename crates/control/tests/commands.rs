@@ -87,7 +87,7 @@ fn a_refused_command_changes_nothing() {
         ("weight 198.18.0.2 x", "<ctl>:1:19: expected a weight"),
         ("frobnicate", "<ctl>:1:1: expected a command"),
         ("no real 198.18.1.11:8080", "<ctl>:1:"),
-        ("show nonsense\u{1b}[2J", "expected `show config|virtual|real|url|bind|backup|statistics|health`, found `nonsense\\u{1b}[2J`"),
+        ("show nonsense\u{1b}[2J", "expected `show config|virtual|real|url|bind|backup|statistics|health|announce`, found `nonsense\\u{1b}[2J`"),
         ("show", "expected `show config|"),
     ] {
         let o = c.command(cmd);

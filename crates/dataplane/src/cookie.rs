@@ -177,6 +177,9 @@ pub struct Cookies {
     current: CookieKey,
     /// The key before the last rotation, accepted while `now_secs < valid_until`.
     previous: Option<(CookieKey, u64)>,
+    /// A key accepted but never issued with: the next secret of a rolling change, so that a
+    /// director still issuing the old secret accepts the cookies of one already switched.
+    also: Option<CookieKey>,
 }
 
 /// The index into [`MSS_TABLE`] of the largest entry `<=` the client's MSS; 0 (536) when there
@@ -195,7 +198,13 @@ impl Cookies {
         Cookies {
             current: CookieKey::new(secret),
             previous: None,
+            also: None,
         }
+    }
+
+    /// Also accept cookies made with `secret` (None: stop). Called between batches.
+    pub fn accept_also(&mut self, secret: Option<&[u8; 32]>) {
+        self.also = secret.map(CookieKey::new);
     }
 
     /// Rotate to a new secret at time `now_secs`; cookies of the old one keep being accepted for
@@ -277,7 +286,8 @@ impl Cookies {
         let valid =
             |key: &CookieKey| key.hash24(src, dst, sport, dport, client_isn, slot, mss) == hash;
         let ok = valid(&self.current)
-            || matches!(&self.previous, Some((key, until)) if now_secs < *until && valid(key));
+            || matches!(&self.previous, Some((key, until)) if now_secs < *until && valid(key))
+            || self.also.as_ref().is_some_and(valid);
         if ok {
             MSS_TABLE.get(mss as usize).copied()
         } else {

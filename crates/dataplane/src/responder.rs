@@ -151,7 +151,8 @@ impl Responder {
     }
 
     /// Follow a new snapshot: predictors restart, per-URL counters follow URLs by identity,
-    /// and a new cookie secret rotates in (at `now_ms`, or at the next frame's time).
+    /// a new cookie secret rotates in (at `now_ms`, or at the next frame's time), and the
+    /// snapshot's accepted-only secret (the next one of a rolling change) is accepted.
     pub(crate) fn install(
         &mut self,
         old: &Snapshot,
@@ -184,6 +185,8 @@ impl Responder {
                 None => self.pending_secret = Some(secret),
             }
         }
+        self.cookies
+            .accept_also(snap.settings.cookie_accept.as_ref());
     }
 
     /// Start using a pending secret, at the first frame after it was installed (one branch

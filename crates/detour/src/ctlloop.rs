@@ -2,8 +2,10 @@
 //! command comes) it merges the workers' reports, applies health transitions, SIGHUP and
 //! ctl commands to the control plane, hands every new snapshot to the workers and the XDP
 //! maps, refreshes MACs every 2 s, feeds connection counts to least connections and
-//! publishes the metrics text every 0.5 s, and prints the summary line.
+//! publishes the metrics text every 0.5 s, prints the summary line, and keeps the route
+//! announcements in step with the snapshot ([`crate::announce`]).
 
+use crate::announce::Lifecycle;
 use crate::serve::{self, Board, Request};
 use crate::summary::summary_line;
 use crate::worker::Msg;
@@ -41,6 +43,10 @@ pub struct Loop {
     /// never on a worker's (the quiescent-state idea of DPDK's RCU, by reference counts).
     pub held: Vec<Arc<Snapshot>>,
     pub timers: Timers,
+    /// The routes announced for the BGP speaker (`--announce`; inert without it).
+    pub announce: Lifecycle,
+    /// `--cookie-secret-file`, re-read after every reload or config change.
+    pub cookie_secret_file: Option<std::path::PathBuf>,
 }
 
 /// When each periodic job last ran, and the summary's running figures.
@@ -86,6 +92,9 @@ impl Loop {
         }
         self.after(config_changed, health_changed);
         self.periodic();
+        let checker = &self.checker;
+        self.announce
+            .follow(&self.control.snap, || checker.status());
         // Sleep until the next tick, or until a command comes (answered at once).
         if let Ok(req) = self.requests.recv_timeout(Duration::from_millis(20)) {
             let changed = self.answer(req);
@@ -119,6 +128,7 @@ impl Loop {
     /// After a change: health checks follow the config; workers and XDP maps the snapshot.
     fn after(&mut self, config_changed: bool, snapshot_changed: bool) {
         if config_changed {
+            self.reread_secret();
             self.checker.update(health::targets(&self.control.model));
             if self.checker.ignored() > 0 {
                 eprintln!(
@@ -199,6 +209,12 @@ impl Loop {
             {
                 (show_health(&self.checker), false)
             }
+            [show, view]
+                if show.eq_ignore_ascii_case("show")
+                    && detour_control::commands::show_view(view) == Some("announce") =>
+            {
+                (self.announce.show(), false)
+            }
             _ => {
                 let o = self.control.command(&req.line);
                 (o.text(), o.changed())
@@ -211,6 +227,7 @@ impl Loop {
     /// The metrics text: the control plane's, and the serving counts of both listeners.
     fn prometheus(&self) -> String {
         let mut o = self.control.prometheus();
+        o.push_str(&self.announce.prometheus());
         o.push_str("# HELP detour_listener_connections_total Connections to the control socket and the metrics endpoint, by outcome.\n# TYPE detour_listener_connections_total counter\n");
         let listeners = std::iter::once(("ctl", &self.ctl))
             .chain(self.metrics.as_ref().map(|m| ("metrics", m)));
@@ -227,6 +244,26 @@ impl Loop {
             }
         }
         o
+    }
+
+    /// Re-read `--cookie-secret-file`; a changed secret makes a new snapshot. A file that
+    /// became unreadable or invalid keeps the running secret.
+    fn reread_secret(&mut self) {
+        let Some(p) = &self.cookie_secret_file else {
+            return;
+        };
+        match crate::secret::read(p) {
+            Ok(s) if self.control.cookie_secrets != Some(s) => {
+                self.control.cookie_secrets = Some(s);
+                self.control.rebuild();
+                eprintln!(
+                    "detour: cookie secret changed ({}); the previous one is accepted for a grace window",
+                    p.display()
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("detour: {e}; the running cookie secret stays"),
+        }
     }
 
     /// Stop the health checks and take the workers' last reports.

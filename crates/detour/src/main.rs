@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod announce;
 mod ctlloop;
 mod health;
 mod neigh;
 mod notify;
 mod privs;
 mod run;
+mod secret;
 mod serve;
 mod socket;
 mod summary;
@@ -105,9 +107,24 @@ enum Cmd {
         /// members of its group (the packaged service: the `detour` group).
         #[arg(long, default_value = "600", value_parser = parse_ctl_mode)]
         ctl_mode: u32,
+        /// Announce the addresses this director can serve as /32 routes through a TUN device
+        /// of this name that detour creates (and that dies with it), for a BGP speaker.
+        #[arg(long, value_name = "IFNAME")]
+        announce: Option<String>,
+        /// The kernel routing table the announced routes go to.
+        #[arg(long, default_value_t = 100)]
+        announce_table: u32,
+        /// On SIGTERM/SIGINT: withdraw the announcements first, keep serving this long, then stop.
+        #[arg(long, default_value_t = 0)]
+        drain_secs: u64,
+        /// Read the SYN-cookie secret (64 hex digits; a second line: one also accepted) from
+        /// this owner-only file, at start and on every reload; it overrides the config's
+        /// `cookie-secret` and is never saved.
+        #[arg(long, value_name = "PATH")]
+        cookie_secret_file: Option<PathBuf>,
     },
     /// Send one command to a running detour: any config command, or `show
-    /// virtual|real|url|bind|backup|statistics|health|config`, `reload`, `write memory`,
+    /// virtual|real|url|bind|backup|statistics|health|announce|config`, `reload`, `write memory`,
     /// `clear statistics`.
     Ctl {
         /// The control socket.
@@ -171,6 +188,10 @@ fn main() -> ExitCode {
             duration_secs,
             ctl_socket,
             ctl_mode,
+            announce,
+            announce_table,
+            drain_secs,
+            cookie_secret_file,
         } => {
             let model = match load_for_run(&config) {
                 Ok(m) => m,
@@ -210,6 +231,9 @@ fn main() -> ExitCode {
                 io,
                 summary: Duration::from_secs(summary_secs.max(1)),
                 duration: duration_secs.map(Duration::from_secs),
+                announce: announce.map(|i| (i, announce_table)),
+                drain: Duration::from_secs(drain_secs.min(3600)),
+                cookie_secret_file,
             };
             match run::run(plan) {
                 Ok(()) => ExitCode::SUCCESS,

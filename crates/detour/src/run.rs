@@ -8,6 +8,7 @@
 //! SIGINT/SIGTERM or `--duration-secs`. Workers never lock: they pick up new snapshots (and
 //! connection counts) between batches from their own lock-free queues.
 
+use crate::announce::{Announcer, Lifecycle};
 use crate::ctlloop::{Loop, Timers};
 use crate::serve::{self, Board};
 use crate::summary::totals_line;
@@ -45,6 +46,12 @@ pub struct Plan {
     pub ctl_mode: u32,
     /// How long a worker keeps polling its rings after an empty batch before sleeping.
     pub idle_spin: Duration,
+    /// Announce what can be served through this TUN device's routes in this table.
+    pub announce: Option<(String, u32)>,
+    /// After SIGTERM/SIGINT: withdraw the announcements, keep serving this long, then stop.
+    pub drain: Duration,
+    /// Read the cookie secret from this owner-only file (at start and on every reload).
+    pub cookie_secret_file: Option<PathBuf>,
 }
 
 /// The interfaces and addresses detour runs on.
@@ -273,7 +280,15 @@ pub fn run(plan: Plan) -> Result<(), String> {
         )?),
         None => None,
     };
-    let control = control(&plan, net.gateway);
+    let mut control = control(&plan, net.gateway);
+    if let Some(p) = &plan.cookie_secret_file {
+        control.cookie_secrets = Some(crate::secret::read(p)?);
+        control.rebuild();
+    }
+    let announcer = match &plan.announce {
+        Some((ifname, table)) => Some(Announcer::open(ifname, *table)?),
+        None => None,
+    };
     // One cookie secret and one table key for the whole director, or no start.
     let keys = director_keys()?;
     let mut steers = attach(&net.ifaces, &plan.client_if)?;
@@ -301,8 +316,16 @@ pub fn run(plan: Plan) -> Result<(), String> {
         summary_every: plan.summary,
         started,
         timers: Timers::default(),
+        announce: Lifecycle::new(announcer, plan.drain),
+        cookie_secret_file: plan.cookie_secret_file.clone(),
     };
-    while !stop.load(Ordering::Relaxed) && plan.duration.is_none_or(|d| started.elapsed() < d) {
+    loop {
+        let stopping =
+            stop.load(Ordering::Relaxed) || plan.duration.is_some_and(|d| started.elapsed() >= d);
+        // On a stop: withdraw the announcements, then serve for the drain time.
+        if stopping && !l.announce.keep_serving() {
+            break;
+        }
         l.tick(hup.swap(false, Ordering::Relaxed));
     }
     notify::notify(notify::State::Stopping);

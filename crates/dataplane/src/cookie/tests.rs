@@ -87,6 +87,21 @@ fn cookie_checks_in_its_slot_and_the_next() {
 }
 
 #[test]
+fn a_director_accepting_the_next_secret_takes_cookies_of_one_already_switched() {
+    let switched = Cookies::new(&OTHER);
+    let cookie = make_at(&switched, T0);
+    let mut waiting = Cookies::new(&SECRET);
+    assert!(check_at(&waiting, cookie, T0).is_none());
+    waiting.accept_also(Some(&OTHER));
+    assert!(check_at(&waiting, cookie, T0).is_some());
+    // Its own cookies still check, and it still issues with its own secret.
+    assert!(check_at(&waiting, make_at(&waiting, T0), T0).is_some());
+    assert!(check_at(&switched, make_at(&waiting, T0), T0).is_none());
+    waiting.accept_also(None);
+    assert!(check_at(&waiting, cookie, T0).is_none());
+}
+
+#[test]
 fn in_window_holds_exactly_while_a_cookie_could_check() {
     let c = Cookies::new(&SECRET);
     let cookie = make_at(&c, T0 + 5);
