@@ -136,7 +136,11 @@ fn launch_from_unit(unit: &str, notify: &Path) -> Launch {
         bin: Some(PathBuf::from("/usr/bin/detour")),
         wrap,
         args,
-        env: vec![("NOTIFY_SOCKET".into(), notify.display().to_string())],
+        // systemd connects stderr to the journal and says so.
+        env: vec![
+            ("NOTIFY_SOCKET".into(), notify.display().to_string()),
+            ("JOURNAL_STREAM".into(), "8:4242".into()),
+        ],
         config: Some(PathBuf::from(CONF)),
         socket: Some(PathBuf::from(SOCKET)),
     }
@@ -292,6 +296,12 @@ fn package_installs_runs_least_privileged_reloads_stops_and_purges() {
     must(&["kill", "-HUP", &pid], 10);
     wait_notify(&notify, "RELOADING=1", 10);
     wait_notify(&notify, "READY=1", 10);
+    let log = lab.log_text();
+    assert!(
+        log.contains("<6>detour: info  start.ready: ")
+            && log.contains("<6>detour: info  config.applied: SIGHUP reload: "),
+        "journal lines with priority, level and event:\n{log}"
+    );
     let real = lab.ctl_ok("show real");
     assert!(
         real.lines()

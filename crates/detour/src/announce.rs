@@ -17,6 +17,7 @@
 //! target starts "up", so a director joining while a real is down would otherwise forward to
 //! it until its checks have failed `fall` times.
 
+use crate::log::Event;
 use detour_config::Snapshot;
 use detour_control::announce::announceable;
 use std::collections::BTreeSet;
@@ -68,8 +69,9 @@ impl Lifecycle {
                 if self.drain.is_zero() {
                     return false;
                 }
-                eprintln!(
-                    "detour: announcements withdrawn; serving for {} s more",
+                crate::log!(
+                    Event::Withdrawn,
+                    "announcements withdrawn; draining: serving for {} s more",
                     self.drain.as_secs_f64()
                 );
                 self.drain_until = Some(Instant::now() + self.drain);
@@ -221,7 +223,7 @@ impl Announcer {
             Ok(()) => true,
             Err(e) => {
                 self.errors += 1;
-                eprintln!("detour: announce: {e}");
+                crate::log!(Event::AnnounceFailed, "{e}");
                 false
             }
         }
@@ -237,14 +239,14 @@ impl Announcer {
             if self.route("del", &format!("{a}/32")) {
                 self.current.remove(&a);
                 self.changes += 1;
-                eprintln!("detour: withdrawn {a}");
+                crate::log!(Event::Withdrawn, "withdrawn {a}");
             }
         }
         for a in new {
             if self.route("replace", &format!("{a}/32")) {
                 self.current.insert(a);
                 self.changes += 1;
-                eprintln!("detour: announced {a}");
+                crate::log!(Event::Announced, "announced {a}");
             }
         }
         if serving != self.return_path {

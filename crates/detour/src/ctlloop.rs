@@ -6,6 +6,7 @@
 //! announcements in step with the snapshot ([`crate::announce`]).
 
 use crate::announce::Lifecycle;
+use crate::log::Event;
 use crate::serve::{self, Board, Request};
 use crate::summary::summary_line;
 use crate::worker::Msg;
@@ -14,7 +15,7 @@ use crossbeam_channel::Receiver;
 use crossbeam_queue::ArrayQueue;
 use detour_config::Snapshot;
 use detour_control::show::CheckStatus;
-use detour_control::{Control, Report};
+use detour_control::{Control, Outcome, Report};
 use detour_dataplane::Counters;
 use detour_xsk::steer::Steer;
 use hdrhistogram::Histogram;
@@ -84,7 +85,7 @@ impl Loop {
             notify::notify(notify::State::Reloading);
             let o = self.control.reload();
             notify::notify(notify::State::Ready);
-            eprint!("detour: SIGHUP: {}", o.text());
+            log_outcome("SIGHUP reload", &o);
             config_changed |= o.changed();
         }
         while let Ok(req) = self.requests.try_recv() {
@@ -108,13 +109,16 @@ impl Loop {
         while let Ok(t) = self.transitions.try_recv() {
             let at = t.at.saturating_duration_since(self.started).as_secs_f64();
             if t.up {
-                eprintln!(
-                    "detour: [{at:.1}s] real {} back in service: {}",
-                    t.addr, t.reason
+                crate::log!(
+                    Event::HealthRecovered,
+                    "[{at:.1}s] real {} back in service: {}",
+                    t.addr,
+                    t.reason
                 );
             } else {
-                eprintln!(
-                    "detour: [{at:.1}s] real {} failed: {} (detected in {} ms)",
+                crate::log!(
+                    Event::HealthFailed,
+                    "[{at:.1}s] real {} failed: {} (detected in {} ms)",
                     t.addr,
                     t.reason,
                     t.detection.as_millis()
@@ -131,8 +135,9 @@ impl Loop {
             self.reread_secret();
             self.checker.update(health::targets(&self.control.model));
             if self.checker.ignored() > 0 {
-                eprintln!(
-                    "detour: {} health check(s) not started (see `show health`)",
+                crate::log!(
+                    Event::HealthNotStarted,
+                    "{} health check(s) not started (see `show health`)",
                     self.checker.ignored()
                 );
             }
@@ -156,8 +161,9 @@ impl Loop {
             self.timers.neigh = Instant::now();
             if self.control.refresh_neighbours() {
                 self.push();
-                eprintln!(
-                    "detour: neighbours changed; snapshot epoch {} sent to the workers",
+                crate::log!(
+                    Event::NeighboursChanged,
+                    "neighbours changed; snapshot epoch {} sent to the workers",
                     self.control.epoch
                 );
             }
@@ -183,7 +189,8 @@ impl Loop {
             self.timers.summary = Instant::now();
             let total = self.control.stats.totals().counters;
             let t = &mut self.timers;
-            println!(
+            crate::log!(
+                Event::Summary,
                 "{}",
                 summary_line(
                     self.started.elapsed(),
@@ -217,6 +224,7 @@ impl Loop {
             }
             _ => {
                 let o = self.control.command(&req.line);
+                log_outcome(&format!("ctl `{}`", req.line.escape_debug()), &o);
                 (o.text(), o.changed())
             }
         };
@@ -256,13 +264,14 @@ impl Loop {
             Ok(s) if self.control.cookie_secrets != Some(s) => {
                 self.control.cookie_secrets = Some(s);
                 self.control.rebuild();
-                eprintln!(
-                    "detour: cookie secret changed ({}); the previous one is accepted for a grace window",
+                crate::log!(
+                    Event::ConfigApplied,
+                    "cookie secret changed ({}); the previous one is accepted for a grace window",
                     p.display()
                 );
             }
             Ok(_) => {}
-            Err(e) => eprintln!("detour: {e}; the running cookie secret stays"),
+            Err(e) => crate::log!(Event::ConfigRefused, "{e}; the running cookie secret stays"),
         }
     }
 
@@ -292,4 +301,29 @@ fn check_statuses(h: &health::Health) -> Vec<CheckStatus> {
             last: s.last,
         })
         .collect()
+}
+
+/// A command's or a reload's effect on the running config, logged (shown views are not).
+fn log_outcome(what: &str, o: &Outcome) {
+    match o {
+        Outcome::Applied { epoch, restart } => crate::log!(
+            Event::ConfigApplied,
+            "{what}: epoch {epoch}{}",
+            if *restart {
+                " (part of it at the next start)"
+            } else {
+                ""
+            }
+        ),
+        Outcome::Reloaded { file, epoch } => {
+            crate::log!(Event::ConfigApplied, "{what}: {file}, epoch {epoch}")
+        }
+        Outcome::Written { file, .. } => crate::log!(Event::ConfigWritten, "{what}: {file}"),
+        Outcome::Refused(why) => crate::log!(
+            Event::ConfigRefused,
+            "{what}: {}; the running config stays",
+            why.join("; ")
+        ),
+        Outcome::Shown(_) => {}
+    }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 mod announce;
 mod ctlloop;
 mod health;
+mod log;
 mod neigh;
 mod notify;
 mod privs;
@@ -200,8 +201,9 @@ fn main() -> ExitCode {
             let iface = |role| model.settings.interfaces.iter().find(|i| i.role == role);
             let Some(client_if) = client_if.or_else(|| iface(Role::Client).map(|i| i.name.clone()))
             else {
-                eprintln!(
-                    "detour: no client interface: give --client-if or `interface client <name>`"
+                log!(
+                    log::Event::Fatal,
+                    "no client interface: give --client-if or `interface client <name>`"
                 );
                 return ExitCode::from(2);
             };
@@ -238,7 +240,7 @@ fn main() -> ExitCode {
             match run::run(plan) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("detour: {e}");
+                    log!(log::Event::Fatal, "{e}");
                     ExitCode::FAILURE
                 }
             }
@@ -304,6 +306,7 @@ fn io_config(
             usecs,
             budget: batch as u16,
         }),
+        note: Some(|args| log!(log::Event::SocketMode, "{args}")),
         ..Default::default()
     }
 }
@@ -332,7 +335,7 @@ fn load_for_run(config: &std::path::Path) -> Result<detour_config::Model, ExitCo
     let text = match read_config(config) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{name}: {e}");
+            log!(log::Event::Fatal, "{name}: {e}");
             return Err(ExitCode::from(2));
         }
     };
@@ -342,7 +345,11 @@ fn load_for_run(config: &std::path::Path) -> Result<detour_config::Model, ExitCo
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("{name}: {} error(s); not started", errors.len());
+            log!(
+                log::Event::Fatal,
+                "{name}: {} error(s); not started",
+                errors.len()
+            );
             return Err(ExitCode::FAILURE);
         }
     };

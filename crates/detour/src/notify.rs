@@ -30,7 +30,10 @@ pub fn notify(state: State) {
         return;
     };
     if let Err(e) = send(&target.to_string_lossy(), state.message()) {
-        eprintln!("detour: notify {state:?} to $NOTIFY_SOCKET: {e}");
+        crate::log!(
+            crate::log::Event::Notify,
+            "notify {state:?} to $NOTIFY_SOCKET: {e}"
+        );
     }
 }
 

@@ -10,6 +10,7 @@
 
 use crate::announce::{Announcer, Lifecycle};
 use crate::ctlloop::{Loop, Timers};
+use crate::log::Event;
 use crate::serve::{self, Board};
 use crate::summary::totals_line;
 use crate::worker::{worker_main, Msg, Started, WorkerCtx};
@@ -77,8 +78,9 @@ fn net(plan: &Plan) -> Result<Net, String> {
         neigh::iface_mac(&plan.client_if)?,
         neigh::iface_mac(&server_if)?,
     ];
-    eprintln!(
-        "detour: client side {} ({}), server side {} ({})",
+    crate::log!(
+        Event::Interfaces,
+        "client side {} ({}), server side {} ({})",
         plan.client_if,
         neigh::fmt_mac(macs[0]),
         server_if,
@@ -111,7 +113,7 @@ pub fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
     let reals: Vec<_> = snap.reals.iter().map(|r| r.addr).collect();
     for s in steers {
         if let Err(e) = s.set_addresses(&owned, &reals, kernel) {
-            eprintln!("detour: XDP maps on {}: {e}", s.iface());
+            crate::log!(Event::XdpMaps, "XDP maps on {}: {e}", s.iface());
         }
     }
 }
@@ -212,8 +214,9 @@ fn start_workers(
         }
         mode.get_or_insert(started.mode);
     }
-    eprintln!(
-        "detour: {} worker(s) on {} (AF_XDP {}), config epoch {}, control socket {}",
+    crate::log!(
+        Event::Ready,
+        "{} worker(s) on {} (AF_XDP {}), config epoch {}, control socket {}",
         plan.queues,
         net.ifaces.join(" + "),
         mode.map_or("?".to_string(), |m| m.to_string()),
@@ -238,8 +241,9 @@ fn control(plan: &Plan, gateway: Ipv4Addr) -> Control {
         control.rebuild();
     }
     if !control.missing.is_empty() {
-        eprintln!(
-            "detour: no MAC yet for {}; their frames are dropped until resolved",
+        crate::log!(
+            Event::NoMac,
+            "no MAC yet for {}; their frames are dropped until resolved",
             control.missing.join(", ")
         );
     }
@@ -253,7 +257,11 @@ fn attach(ifaces: &[String], client_if: &str) -> Result<Vec<Steer>, String> {
         let mut s = Steer::attach(i, None).map_err(|e| format!("XDP program on {i}: {e}"))?;
         s.set_client_side_only(ifaces.len() > 1 && i == client_if)
             .map_err(|e| format!("XDP program on {i}: {e}"))?;
-        eprintln!("detour: XDP steering attached to {i} in {} mode", s.mode());
+        crate::log!(
+            Event::XdpAttached,
+            "XDP steering attached to {i} in {} mode",
+            s.mode()
+        );
         steers.push(s);
     }
     Ok(steers)
@@ -295,7 +303,11 @@ pub fn run(plan: Plan) -> Result<(), String> {
     steer_all(&mut steers, &control.snap, &net.kernel);
     let workers = start_workers(&plan, &net, &control.snap, &mut steers, keys)?;
     let kept = privs::drop_after_setup(privs::effective_uid()?)?;
-    eprintln!("detour: capabilities after set-up: {}", kept.join(" "));
+    crate::log!(
+        Event::Capabilities,
+        "capabilities after set-up: {}",
+        kept.join(" ")
+    );
     notify::notify(notify::State::Ready);
     let (health_tx, transitions) = crossbeam_channel::bounded(health::QUEUE);
     let checker = health::Health::start(health::targets(&control.model), health_tx);
@@ -328,11 +340,17 @@ pub fn run(plan: Plan) -> Result<(), String> {
         }
         l.tick(hup.swap(false, Ordering::Relaxed));
     }
+    crate::log!(
+        Event::Stopping,
+        "stopping after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     notify::notify(notify::State::Stopping);
     workers.stop();
     l.finish();
-    println!(
-        "detour: stopped after {:.1}s; totals: {}",
+    crate::log!(
+        Event::Stopped,
+        "stopped after {:.1}s; totals: {}",
         started.elapsed().as_secs_f64(),
         totals_line(&l.control.stats.totals().counters)
     );

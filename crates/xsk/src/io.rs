@@ -104,6 +104,17 @@ pub struct IoConfig {
     /// queue has a NAPI id after `bind()`; refused otherwise (logged; [`QueueIo::busy_poll`]
     /// then says why), and the sockets keep sleeping in `poll()`.
     pub busy_poll: Option<BusyPoll>,
+    /// Where the port's notes go (the mode taken, modes refused, busy retries, busy
+    /// polling): the caller's log; `None`: stderr, prefixed `detour-xsk:`.
+    pub note: Option<fn(std::fmt::Arguments<'_>)>,
+}
+
+/// Hand a note to `cfg.note`, or to stderr.
+fn note(cfg: &IoConfig, args: std::fmt::Arguments<'_>) {
+    match cfg.note {
+        Some(f) => f(args),
+        None => eprintln!("detour-xsk: {args}"),
+    }
 }
 
 impl Default for IoConfig {
@@ -114,6 +125,7 @@ impl Default for IoConfig {
             ring_size: 2048,
             batch: 64,
             force_mode: None,
+            note: None,
             load_default_program: false,
             busy_poll: None,
         }
@@ -298,11 +310,14 @@ impl QueueIo {
 
         if let Some(mode) = cfg.force_mode {
             let io = open_mode(ifaces, queue, cfg, mode, deadline).map_err(|e| {
-                eprintln!("detour-xsk: {label}: {mode} mode (forced) refused: {e}");
+                note(
+                    cfg,
+                    format_args!("{label}: {mode} mode (forced) refused: {e}"),
+                );
                 e
             })?;
-            eprintln!("detour-xsk: {label}: AF_XDP in {mode} mode (forced)");
-            io.log_busy_poll(&label);
+            note(cfg, format_args!("{label}: AF_XDP in {mode} mode (forced)"));
+            io.log_busy_poll(&label, cfg);
             return Ok(io);
         }
 
@@ -330,15 +345,15 @@ impl QueueIo {
         for mode in [Mode::ZeroCopy, Mode::DriverCopy, Mode::Skb] {
             if mode.native_xdp() {
                 if let Err(why) = &native {
-                    eprintln!("detour-xsk: {label}: {mode} mode refused: {why}");
+                    note(cfg, format_args!("{label}: {mode} mode refused: {why}"));
                     refusals.push(format!("{mode}: {why}"));
                     continue;
                 }
             }
             match open_mode(ifaces, queue, cfg, mode, deadline) {
                 Ok(io) => {
-                    eprintln!("detour-xsk: {label}: AF_XDP in {mode} mode");
-                    io.log_busy_poll(&label);
+                    note(cfg, format_args!("{label}: AF_XDP in {mode} mode"));
+                    io.log_busy_poll(&label, cfg);
                     return Ok(io);
                 }
                 Err(e) if e.errno == Some(libc::EBUSY) => {
@@ -352,7 +367,7 @@ impl QueueIo {
                     ));
                 }
                 Err(e) => {
-                    eprintln!("detour-xsk: {label}: {mode} mode refused: {e}");
+                    note(cfg, format_args!("{label}: {mode} mode refused: {e}"));
                     refusals.push(format!("{mode}: {e}"));
                     last_err = e.errno;
                 }
@@ -378,14 +393,18 @@ impl QueueIo {
         self.busy.as_ref()
     }
 
-    fn log_busy_poll(&self, label: &str) {
+    fn log_busy_poll(&self, label: &str, cfg: &IoConfig) {
         match &self.busy {
-            Some(Ok(b)) => eprintln!(
-                "detour-xsk: {label}: preferred busy polling on ({} us, budget {})",
-                b.usecs, b.budget
+            Some(Ok(b)) => note(
+                cfg,
+                format_args!(
+                    "{label}: preferred busy polling on ({} us, budget {})",
+                    b.usecs, b.budget
+                ),
             ),
-            Some(Err(why)) => eprintln!(
-                "detour-xsk: {label}: busy polling refused: {why}; sleeping in poll() instead"
+            Some(Err(why)) => note(
+                cfg,
+                format_args!("{label}: busy polling refused: {why}; sleeping in poll() instead"),
             ),
             None => {}
         }
@@ -796,10 +815,13 @@ fn open_mode(
                     return Err(e);
                 }
                 let d = delay.min(deadline - now);
-                eprintln!(
-                    "detour-xsk: {} queue {queue} busy ({e}); retrying in {} ms",
-                    ifaces.join("+"),
-                    d.as_millis()
+                note(
+                    cfg,
+                    format_args!(
+                        "{} queue {queue} busy ({e}); retrying in {} ms",
+                        ifaces.join("+"),
+                        d.as_millis()
+                    ),
                 );
                 std::thread::sleep(d);
                 delay *= 2;
