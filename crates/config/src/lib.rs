@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+pub mod carry;
 pub mod commands;
 pub mod error;
 pub mod lang;
@@ -15,6 +16,7 @@ pub mod source;
 pub mod url;
 mod write;
 
+pub use carry::Carry;
 pub use error::Error;
 pub use lang::State;
 pub use model::{load, Model};

@@ -45,6 +45,9 @@ pub struct Snapshot {
     pub settings: Settings,
     /// MAC of the client-side next hop; filled by the runtime (zero until known).
     pub gateway_mac: [u8; 6],
+    /// Where each real's and URL's counters were in the snapshot before this one; set by the
+    /// control plane (empty from [`Snapshot::compile`]).
+    pub carry: crate::carry::Carry,
 }
 
 #[derive(Clone, Debug)]
@@ -319,6 +322,7 @@ impl Snapshot {
         }
         Snapshot {
             epoch,
+            carry: crate::carry::Carry::default(),
             vips: AddrTable::build(
                 virtuals
                     .iter()

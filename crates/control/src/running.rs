@@ -96,7 +96,8 @@ impl Control {
         s
     }
 
-    fn install(&mut self, s: Snapshot) {
+    fn install(&mut self, mut s: Snapshot) {
+        s.carry = detour_config::Carry::between(&self.snap, &s);
         let now = Instant::now();
         for r in &s.reals {
             let e = self.state_since.entry(r.addr).or_insert((r.state, now));
@@ -104,7 +105,7 @@ impl Control {
                 *e = (r.state, now);
             }
         }
-        self.stats.follow(&self.snap, &s);
+        self.stats.follow(&s);
         self.epoch = s.epoch;
         self.snap = Arc::new(s);
     }

@@ -3,14 +3,15 @@
 //! A worker reports plain arrays indexed like the tables of the snapshot it runs (its
 //! epoch says which): per real of `Snapshot::reals`, per URL of `Snapshot::urls`. Nothing
 //! is named, cloned or searched per report. When the control thread builds a new snapshot
-//! it computes, once, which old index each object of the new one had ([`Remap`]); the views
+//! it computes, once, which old index each object of the new one had (the snapshot's
+//! [`Carry`], which the workers apply to their own counters too); the views
 //! kept here are carried over with it, and a report from a worker that still runs an older
 //! snapshot is mapped through the chain of remaps since its epoch.
 
-use detour_config::Snapshot;
+use detour_config::{Carry, Snapshot};
 use detour_dataplane::{Counters, RealCounters};
 use hdrhistogram::Histogram;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Remaps kept for reports from workers that have not picked up the newest snapshots yet.
 const KEEP_REMAPS: usize = 16;
@@ -33,51 +34,11 @@ pub struct Report {
     pub sockets: Vec<(&'static str, u64)>,
 }
 
-/// For each object of a new snapshot, its index in the previous one (if it was there).
+/// A new snapshot's [`Carry`] (its objects' indices in snapshot `carry.from`) and its epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Remap {
-    pub from: u64,
     pub to: u64,
-    pub reals: Vec<Option<usize>>,
-    pub urls: Vec<Option<usize>>,
-}
-
-impl Remap {
-    /// Reals are the same object when their address is; URLs when id and implicitness are.
-    pub fn between(old: &Snapshot, new: &Snapshot) -> Remap {
-        let reals: HashMap<_, _> = old
-            .reals
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.addr, i))
-            .collect();
-        let urls: HashMap<_, _> = old
-            .urls
-            .iter()
-            .enumerate()
-            .map(|(i, u)| ((u.id.as_str(), u.implicit), i))
-            .collect();
-        Remap {
-            from: old.epoch,
-            to: new.epoch,
-            reals: new
-                .reals
-                .iter()
-                .map(|r| reals.get(&r.addr).copied())
-                .collect(),
-            urls: new
-                .urls
-                .iter()
-                .map(|u| urls.get(&(u.id.as_str(), u.implicit)).copied())
-                .collect(),
-        }
-    }
-
-    fn apply<T: Copy + Default>(map: &[Option<usize>], old: &[T]) -> Vec<T> {
-        map.iter()
-            .map(|i| i.and_then(|i| old.get(i).copied()).unwrap_or_default())
-            .collect()
-    }
+    pub carry: Carry,
 }
 
 /// Per-object counts in the current snapshot's indices.
@@ -90,8 +51,8 @@ pub struct Objects {
 impl Objects {
     fn remap(&self, m: &Remap) -> Objects {
         Objects {
-            reals: Remap::apply(&m.reals, &self.reals),
-            urls: Remap::apply(&m.urls, &self.urls),
+            reals: Carry::apply(&m.carry.reals, &self.reals),
+            urls: Carry::apply(&m.carry.urls, &self.urls),
         }
     }
     fn add(&mut self, o: &Objects) {
@@ -168,9 +129,13 @@ impl Stats {
         }
     }
 
-    /// A new snapshot replaced `old`: carry every view over to its indices.
-    pub fn follow(&mut self, old: &Snapshot, new: &Snapshot) {
-        let m = Remap::between(old, new);
+    /// A new snapshot replaced the previous one: carry every view over to its indices (with
+    /// the snapshot's own [`Carry`], the one the workers apply too).
+    pub fn follow(&mut self, new: &Snapshot) {
+        let m = Remap {
+            to: new.epoch,
+            carry: new.carry.clone(),
+        };
         for w in self.workers.iter_mut().flatten() {
             w.objects = w.objects.remap(&m);
         }
@@ -188,7 +153,7 @@ impl Stats {
         if epoch == self.epoch {
             return Some(objects);
         }
-        let start = self.remaps.iter().position(|m| m.from == epoch)?;
+        let start = self.remaps.iter().position(|m| m.carry.from == epoch)?;
         let mut o = objects;
         for m in self.remaps.iter().skip(start) {
             o = o.remap(m);

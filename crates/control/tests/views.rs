@@ -103,6 +103,12 @@ fn statistics_from_reports_follow_a_change_of_the_configuration() {
     assert!(c.command("no url real1").changed());
     let e3 = c.epoch;
     assert_eq!(c.snap.urls.iter().filter(|u| u.id == "real1").count(), 0);
+    // The snapshot carries, for the workers, where each URL was in the one before it.
+    assert_eq!(c.snap.carry.from, e2);
+    for (i, u) in c.snap.urls.iter().enumerate() {
+        assert_eq!(u.id, ["real2", "real3"][i]);
+        assert_eq!(c.snap.carry.urls[i], Some(i as u32 + 1), "{}", u.id);
+    }
     let mut old = report_like(&c, 1, e1, 3);
     old.urls = vec![9, 9, 9];
     c.stats.report(old);

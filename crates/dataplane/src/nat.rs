@@ -20,7 +20,7 @@ use crate::frame::{Ctx, Ip};
 use crate::table::{Inserted, Key, Table};
 use crate::wire::quoted::Quoted;
 use crate::wire::{icmpv4, proto, tcp, udp, AddrChange, End};
-use detour_config::{Action, Snapshot};
+use detour_config::{Action, Carry, Snapshot};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 /// Flows moved to a backup real remembered at once per worker.
@@ -70,18 +70,8 @@ impl Nat {
     }
 
     /// Follow a new snapshot: counters follow reals by address (indices may change).
-    pub(crate) fn install(&mut self, old: &Snapshot, snap: &Snapshot) {
-        self.reals = snap
-            .reals
-            .iter()
-            .map(|r| {
-                old.reals
-                    .iter()
-                    .position(|o| o.addr == r.addr)
-                    .and_then(|i| self.reals.get(i).copied())
-                    .unwrap_or_default()
-            })
-            .collect();
+    pub(crate) fn install(&mut self, carry: &Carry) {
+        self.reals = Carry::apply(&carry.reals, &self.reals);
     }
 
     /// Live entries and capacity; the most ways one client holds in a set.

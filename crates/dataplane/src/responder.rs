@@ -15,7 +15,7 @@ use crate::table::{Inserted, Key, Table};
 use crate::wire::{ethernet, ipv4, tcp, tcp::Flags, TcpReply};
 use crate::Reason;
 use detour_config::predictor::PickState;
-use detour_config::{Action, Snapshot};
+use detour_config::{Action, Carry, Snapshot};
 
 mod http;
 
@@ -155,8 +155,8 @@ impl Responder {
     /// snapshot's accepted-only secret (the next one of a rolling change) is accepted.
     pub(crate) fn install(
         &mut self,
-        old: &Snapshot,
         snap: &Snapshot,
+        carry: &Carry,
         secret: [u8; 32],
         now_ms: Option<u64>,
     ) {
@@ -166,17 +166,7 @@ impl Responder {
             .map(|v| PickState::new(&v.rotation))
             .collect();
         self.conns.resize(snap.reals.len(), 0);
-        self.redirects_by_url = snap
-            .urls
-            .iter()
-            .map(|u| {
-                old.urls
-                    .iter()
-                    .position(|o| o.id == u.id && o.implicit == u.implicit)
-                    .and_then(|i| self.redirects_by_url.get(i).copied())
-                    .unwrap_or(0)
-            })
-            .collect();
+        self.redirects_by_url = Carry::apply(&carry.urls, &self.redirects_by_url);
         // `self.secret` is the secret cookies are made with; a pending one never made any.
         self.pending_secret = None;
         if secret != self.secret {

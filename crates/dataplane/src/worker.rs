@@ -11,7 +11,7 @@ use crate::nat::{Nat, Ports};
 use crate::responder::Responder;
 use crate::wire::{ethernet, ethertype, icmpv4, proto, udp};
 use crate::{local, Port, SERVER};
-use detour_config::{Action, Snapshot};
+use detour_config::{Action, Carry, Snapshot};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -81,8 +81,17 @@ impl Worker {
 
     fn install_with(&mut self, snap: Arc<Snapshot>, now_ms: Option<u64>) {
         let secret = snap.cookie_secret.unwrap_or(self.default_secret);
-        self.responder.install(&self.snap, &snap, secret, now_ms);
-        self.nat.install(&self.snap, &snap);
+        // Counters follow their objects by the indices the control plane computed; only a
+        // worker that missed a snapshot (its inbox overflowed) computes them itself.
+        let own;
+        let carry = if snap.carry.leads_from(&self.snap, &snap) {
+            &snap.carry
+        } else {
+            own = Carry::between(&self.snap, &snap);
+            &own
+        };
+        self.responder.install(&snap, carry, secret, now_ms);
+        self.nat.install(carry);
         self.snap = snap;
     }
 

@@ -218,3 +218,29 @@ fn per_real_counters_count_both_directions_and_follow_the_real_across_snapshots(
     assert_eq!(w.real_counters()[0], Default::default());
     assert_eq!(w.real_counters()[1].to_real, 2);
 }
+
+#[test]
+fn a_worker_moves_its_counters_by_the_control_planes_carry_without_searching() {
+    let mut w = worker();
+    run(
+        &mut w,
+        &tcp(5, None, true, false, [198, 18, 0, 2], 80, b""),
+        CLIENT,
+    );
+    assert_eq!(w.real_counters()[0].to_real, 1);
+    let m = load(&format!("dip 198.18.0.9 real 198.18.1.9:80\n{CONF}"), "t").unwrap();
+    let mut s = Snapshot::compile(&m, 2);
+    s.gateway_mac = CMAC;
+    for r in &mut s.reals {
+        r.mac = RMAC;
+    }
+    // The control plane's carry says where each object was; the worker follows it as given
+    // (here deliberately not the by-address answer, to see that nothing is searched).
+    let mut carry = detour_config::Carry::between(w.snapshot(), &s);
+    assert_eq!(carry.reals, vec![None, Some(0)], "by address");
+    carry.reals = vec![Some(0), None];
+    s.carry = carry;
+    w.install(Arc::new(s));
+    assert_eq!(w.real_counters()[0].to_real, 1, "followed the carry");
+    assert_eq!(w.real_counters()[1], Default::default());
+}
