@@ -45,12 +45,18 @@ pub struct Snapshot {
     pub settings: Settings,
     /// MAC of the client-side next hop; filled by the runtime (zero until known).
     pub gateway_mac: [u8; 6],
+    /// The certificates and ticket key of the `tls` virtuals, loaded by the control side
+    /// (`None` until then, or when no virtual is `tls`). Shared by `Arc`: a reload builds a
+    /// new one while connections in progress keep theirs.
+    pub tls: Option<std::sync::Arc<detour_tls::TlsConfig>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct VirtualEntry {
     pub id: String,
     pub addr: SocketAddrV4,
+    /// Answers over TLS 1.3 with [`Snapshot::tls`]'s certificates.
+    pub tls: bool,
     pub state: State,
     pub predictor: Predictor,
     /// Member `i` of the rotation is `members[i]`.
@@ -228,6 +234,7 @@ fn primaries(m: &Model, urls: &mut Vec<UrlEntry>) -> Vec<VirtualEntry> {
         virtuals.push(VirtualEntry {
             id: Model::addr_id(v.addr),
             addr: v.addr,
+            tls: v.tls,
             state: v.state,
             predictor: *predictor,
             rotation: Rotation::new(*predictor, cands),
@@ -348,6 +355,7 @@ impl Snapshot {
             cookie_secret: m.settings.cookie_secret,
             settings: m.settings.clone(),
             gateway_mac: [0; 6],
+            tls: None,
         }
     }
 

@@ -134,6 +134,7 @@ fn certified_key(src: &CertSource) -> Result<CertifiedKey, ConfigError> {
 pub struct TlsConfig {
     pub(crate) server: Arc<ServerConfig>,
     resolver: Arc<SniResolver>,
+    ticket_key_id: [u8; 4],
 }
 
 impl fmt::Debug for TlsConfig {
@@ -167,13 +168,22 @@ impl TlsConfig {
                 .with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         server.session_storage = Arc::new(NoServerSessionStorage {});
-        server.ticketer = Arc::new(Ticketer::new(ticket_secret));
+        let ticketer = Ticketer::new(ticket_secret);
+        let ticket_key_id = ticketer.key_id();
+        server.ticketer = Arc::new(ticketer);
         server.send_tls13_tickets = 1;
         server.max_early_data_size = 0;
         Ok(Self {
             server: Arc::new(server),
             resolver,
+            ticket_key_id,
         })
+    }
+
+    /// Names the ticket key (a tag derived from the secret, sent in every ticket): equal on
+    /// directors that resume each other's sessions.
+    pub fn ticket_key_id(&self) -> [u8; 4] {
+        self.ticket_key_id
     }
 
     /// The DER of the leaf certificate served for `sni` (for tests and `detour ctl show`).

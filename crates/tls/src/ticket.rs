@@ -69,6 +69,13 @@ impl Ticketer {
     }
 }
 
+impl Ticketer {
+    /// The public tag that starts every ticket of this key.
+    pub fn key_id(&self) -> [u8; TAG_LEN] {
+        self.tag
+    }
+}
+
 impl ProducesTickets for Ticketer {
     fn enabled(&self) -> bool {
         true
