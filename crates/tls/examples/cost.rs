@@ -73,7 +73,7 @@ fn one(
             if request {
                 t.answer(&key, REDIRECT);
             }
-            t.emit(&key, 1460, ack, 0, |s| {
+            t.emit(&key, 1460, usize::MAX, ack, 0, |s| {
                 back.extend_from_slice(s.payload);
                 sseq = s.seq.wrapping_add(s.payload.len() as u32 + s.fin as u32);
             });

@@ -246,11 +246,21 @@ impl<K: Copy + Eq + Hash> Table<K> {
     }
 
     /// Send what `key` has not sent yet (TLS records in `mss`-sized segments, then the FIN),
-    /// or a bare ACK when nothing is pending and `ack` asks for one.
-    pub fn emit(&mut self, key: &K, mss: usize, ack: bool, now: u64, f: impl FnMut(Segment<'_>)) {
+    /// at most `max` segments (the rest waits for the next call: a caller that can answer
+    /// each incoming segment with one frame only is clocked by the client's ACKs), or a bare
+    /// ACK when nothing is pending and `ack` asks for one.
+    pub fn emit(
+        &mut self,
+        key: &K,
+        mss: usize,
+        max: usize,
+        ack: bool,
+        now: u64,
+        f: impl FnMut(Segment<'_>),
+    ) {
         let rto = self.limits.rto_ms;
         if let Some(conn) = self.map.get_mut(key) {
-            emit_conn(conn, mss, ack, now, rto, f);
+            emit_conn(conn, mss, max, ack, now, rto, f);
         }
     }
 
@@ -276,7 +286,9 @@ impl<K: Copy + Eq + Hash> Table<K> {
                 conn.fin_sent = false;
                 conn.rto_at = u64::MAX;
                 self.stats.retransmits += 1;
-                emit_conn(conn, mss, false, now, conn.rto_ms, |s| f(key, s));
+                emit_conn(conn, mss, usize::MAX, false, now, conn.rto_ms, |s| {
+                    f(key, s)
+                });
             }
         }
         for key in self.doomed.drain(..) {
@@ -390,14 +402,15 @@ fn feed(conn: &mut Conn, seg: Incoming<'_>, stats: &mut Stats, budget: &mut u32)
 fn emit_conn(
     conn: &mut Conn,
     mss: usize,
+    max: usize,
     ack: bool,
     now: u64,
     rto: u64,
     mut f: impl FnMut(Segment<'_>),
 ) {
     let mss = mss.max(1);
-    let mut went = false;
-    while conn.sent < conn.out.len() {
+    let mut went = 0;
+    while conn.sent < conn.out.len() && went < max {
         let end = (conn.sent + mss).min(conn.out.len());
         let last = end == conn.out.len();
         let fin = last && conn.fin_queued && !conn.fin_acked;
@@ -410,9 +423,10 @@ fn emit_conn(
         });
         conn.fin_sent |= fin;
         conn.sent = end;
-        went = true;
+        went += 1;
     }
-    if conn.fin_queued && !conn.fin_sent && !conn.fin_acked {
+    let all_data = conn.sent == conn.out.len();
+    if all_data && went < max && conn.fin_queued && !conn.fin_sent && !conn.fin_acked {
         f(Segment {
             seq: conn.snd_una.wrapping_add(conn.sent as u32),
             ack: conn.rcv_nxt,
@@ -421,9 +435,9 @@ fn emit_conn(
             rst: false,
         });
         conn.fin_sent = true;
-        went = true;
+        went += 1;
     }
-    if went {
+    if went > 0 {
         if conn.rto_at == u64::MAX {
             conn.rto_ms = if conn.rto_ms == 0 { rto } else { conn.rto_ms };
             conn.rto_at = now + conn.rto_ms;

@@ -214,7 +214,7 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
         }
     );
     let mut outs = Vec::new();
-    t.emit(&4, SMALL, true, link.now, |s| outs.push(own(s)));
+    t.emit(&4, SMALL, usize::MAX, true, link.now, |s| outs.push(own(s)));
     assert_eq!(outs.len(), 1);
     assert!(outs[0].payload.is_empty() && outs[0].ack == link.cseq);
     // A segment beyond a hole is not taken.
@@ -245,4 +245,35 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
     let mut again = Vec::new();
     t.poll_timers(link.now + 10_000 - 1, SMALL, |_, s| again.push(own(s)));
     assert_eq!(again, first[1..].to_vec());
+}
+
+#[test]
+fn one_segment_per_incoming_segment_is_clocked_by_the_clients_acks() {
+    let cfg = config(b"k");
+    let mut t = Table::new(Limits::default());
+    let mut link = Link::new(6);
+    link.mss = SMALL;
+    link.max = 1;
+    let mut c = ClientConnection::new(
+        client_config(&[&rustls::version::TLS13]),
+        ServerName::try_from("rsa.example").unwrap(),
+    )
+    .unwrap();
+    use std::io::Write;
+    c.writer()
+        .write_all(b"GET / HTTP/1.1\r\nHost: rsa.example\r\n\r\n")
+        .unwrap();
+    let (mut plain, mut rounds) = (Vec::new(), 0);
+    while !link.got_fin && rounds < 40 {
+        rounds += 1;
+        // The client's TLS bytes if it has any, else a bare ACK of what it got.
+        let out = client_out(&mut c);
+        let (_, segs) = link.send(&mut t, &cfg, &out, false);
+        assert!(segs.len() <= 1, "one frame out per frame in");
+        plain.extend(client_in(&mut c, &bytes_of(&segs)).unwrap());
+    }
+    assert_eq!(plain, REDIRECT);
+    // At this MSS the flight is 3 segments, one per client segment (ClientHello, its
+    // change_cipher_spec, a bare ACK); then the answer and FIN for Finished + request.
+    assert_eq!(rounds, 4, "the flight went out a segment at a time");
 }

@@ -122,6 +122,8 @@ pub struct Link {
     pub got_fin: bool,
     pub got_rst: bool,
     pub mss: usize,
+    /// Segments the table may send per incoming segment.
+    pub max: usize,
 }
 
 pub const CLIENT_ISN: u32 = 0xffff_fff0; // wraps during the test
@@ -137,6 +139,7 @@ impl Link {
             got_fin: false,
             got_rst: false,
             mss: MSS,
+            max: usize::MAX,
         }
     }
 
@@ -162,7 +165,9 @@ impl Link {
             if request {
                 assert!(t.answer(&self.key, REDIRECT));
             }
-            t.emit(&self.key, self.mss, ack, self.now, |s| outs.push(own(s)));
+            t.emit(&self.key, self.mss, self.max, ack, self.now, |s| {
+                outs.push(own(s))
+            });
         }
         self.absorb(&outs);
         (o, outs)
