@@ -67,6 +67,7 @@ fn one(
             payload: &out,
             fin: false,
             rst: false,
+            mss: 1460,
         };
         let o = t.on_segment(key, seg, 0, Some(cfg));
         if let Outcome::Handled { request, ack } = o {
@@ -100,6 +101,7 @@ fn one(
             payload: &[],
             fin: false,
             rst: false,
+            mss: 1460,
         },
         0,
         None,

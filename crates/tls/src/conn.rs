@@ -65,6 +65,8 @@ pub(crate) struct Conn {
     /// Set once the first server flight was produced (the ClientHello was signed for).
     pub(crate) flight: bool,
     pub(crate) id: u64,
+    /// The client's MSS (536 when unknown).
+    pub(crate) mss: u16,
 }
 
 impl Conn {
@@ -74,6 +76,7 @@ impl Conn {
         snd_nxt: u32,
         now: u64,
         id: u64,
+        mss: u16,
     ) -> Option<Self> {
         let tls = UnbufferedServerConnection::new(cfg).ok()?;
         Some(Self {
@@ -94,6 +97,7 @@ impl Conn {
             retries: 0,
             flight: false,
             id,
+            mss: if mss == 0 { 536 } else { mss },
         })
     }
 

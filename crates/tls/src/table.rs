@@ -49,6 +49,9 @@ pub struct Incoming<'a> {
     pub payload: &'a [u8],
     pub fin: bool,
     pub rst: bool,
+    /// The client's MSS (from its SYN cookie), kept when the segment opens an entry; the
+    /// segments sent to it are at most this long.
+    pub mss: u16,
 }
 
 /// A TCP segment to send back (the caller writes headers, window and checksums).
@@ -172,7 +175,9 @@ impl<K: Copy + Eq + Hash> Table<K> {
                 self.stats.full_drops += 1;
                 return Outcome::Full;
             }
-            let Some(conn) = Conn::new(cfg.server.clone(), seg.seq, ack, now, self.next_id) else {
+            let Some(conn) =
+                Conn::new(cfg.server.clone(), seg.seq, ack, now, self.next_id, seg.mss)
+            else {
                 return Outcome::Unknown;
             };
             self.order.push_back((key, self.next_id));
@@ -260,8 +265,22 @@ impl<K: Copy + Eq + Hash> Table<K> {
     ) {
         let rto = self.limits.rto_ms;
         if let Some(conn) = self.map.get_mut(key) {
-            emit_conn(conn, mss, max, ack, now, rto, f);
+            emit_conn(conn, mss.min(usize::from(conn.mss)), max, ack, now, rto, f);
         }
+    }
+
+    /// Whether `key` has an entry.
+    pub fn contains(&self, key: &K) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Free the entries that outlived `lifetime_ms` (counted `expired`), sending nothing: for
+    /// a caller without frames of its own. O(entries): call it every few hundred ms.
+    pub fn expire(&mut self, now: u64) {
+        let life = self.limits.lifetime_ms;
+        let before = self.map.len();
+        self.map.retain(|_, c| now < c.born_ms.saturating_add(life));
+        self.stats.expired += (before - self.map.len()) as u64;
     }
 
     /// Retransmit what timed out and free what outlived `lifetime_ms` or its retries (a RST
@@ -361,7 +380,15 @@ fn feed(conn: &mut Conn, seg: Incoming<'_>, stats: &mut Stats, budget: &mut u32)
                 ack: true,
             };
         }
-        Ok(Some(0)) => {}
+        Ok(Some(0)) => {
+            if !seg.payload.is_empty() && conn.phase != Phase::Closing {
+                // The client sent old data again: it has not had our answer. Go back to the
+                // oldest unacknowledged byte (the only retransmission of a caller that sends
+                // one frame per incoming frame).
+                conn.sent = 0;
+                conn.fin_sent = false;
+            }
+        }
         Ok(Some(_)) => {
             let had_flight = conn.flight;
             let was = conn.phase;

@@ -35,6 +35,7 @@ fn redirect_over_tls13_then_entry_freed() {
         payload: &[],
         fin: false,
         rst: false,
+        mss: 1460,
     };
     assert_eq!(t.on_segment(7, seg, link.now, None), Outcome::Freed);
     assert!(t.is_empty());
@@ -197,13 +198,15 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
     .unwrap();
     let hello = client_out(&mut c);
     let (_, first) = link.send(&mut t, &cfg, &hello, false);
-    // The same ClientHello again (a client retransmission): acknowledged, nothing re-sent.
+    // The same ClientHello again (the client did not get our flight): the flight again,
+    // byte for byte, acknowledging the client's bytes.
     let seg = Incoming {
         seq: link.cseq.wrapping_sub(hello.len() as u32),
         ack: Some(first[0].seq),
         payload: &hello,
         fin: false,
         rst: false,
+        mss: 1460,
     };
     let o = t.on_segment(4, seg, link.now, Some(&cfg));
     assert_eq!(
@@ -215,6 +218,11 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
     );
     let mut outs = Vec::new();
     t.emit(&4, SMALL, usize::MAX, true, link.now, |s| outs.push(own(s)));
+    assert_eq!(outs, first);
+    assert!(outs.iter().all(|s| s.ack == link.cseq));
+    // Nothing new and nothing to resend: a bare ACK when asked.
+    outs.clear();
+    t.emit(&4, SMALL, usize::MAX, true, link.now, |s| outs.push(own(s)));
     assert_eq!(outs.len(), 1);
     assert!(outs[0].payload.is_empty() && outs[0].ack == link.cseq);
     // A segment beyond a hole is not taken.
@@ -224,6 +232,7 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
         payload: b"xx",
         fin: false,
         rst: false,
+        mss: 1460,
     };
     assert_eq!(
         t.on_segment(4, seg, link.now, Some(&cfg)),
@@ -240,6 +249,7 @@ fn partial_ack_advances_and_duplicate_or_early_data_is_reacked() {
         payload: &[],
         fin: false,
         rst: false,
+        mss: 1460,
     };
     t.on_segment(4, seg, link.now, Some(&cfg));
     let mut again = Vec::new();

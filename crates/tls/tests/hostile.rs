@@ -289,6 +289,7 @@ fn peer_reset_frees_and_stray_segments_are_unknown() {
         payload: &[],
         fin: false,
         rst: true,
+        mss: 1460,
     };
     assert_eq!(t.on_segment(1, rst, link.now, Some(&cfg)), Outcome::Freed);
     assert!(t.is_empty());
@@ -298,6 +299,7 @@ fn peer_reset_frees_and_stray_segments_are_unknown() {
         payload: &[],
         fin: false,
         rst: false,
+        mss: 1460,
     };
     assert_eq!(
         t.on_segment(2, ack, 0, Some(&cfg)),
@@ -305,4 +307,21 @@ fn peer_reset_frees_and_stray_segments_are_unknown() {
         "a bare ACK opens nothing"
     );
     assert!(t.is_empty());
+}
+
+#[test]
+fn expire_frees_old_entries_without_sending() {
+    let cfg = config(b"k");
+    let mut t = Table::new(Limits {
+        lifetime_ms: 1_000,
+        ..Limits::default()
+    });
+    let mut link = Link::new(1);
+    link.send(&mut t, &cfg, &hello("www.example"), false);
+    assert!(t.contains(&1));
+    t.expire(link.now + 999);
+    assert!(t.contains(&1));
+    t.expire(link.now + 1_000);
+    assert!(!t.contains(&1) && t.is_empty());
+    assert_eq!(t.stats.expired, 1);
 }

@@ -157,6 +157,7 @@ impl Link {
             payload: bytes,
             fin,
             rst: false,
+            mss: 1460,
         };
         let o = t.on_segment(self.key, seg, self.now, Some(cfg));
         self.cseq = self.cseq.wrapping_add(bytes.len() as u32 + fin as u32);
