@@ -1,12 +1,38 @@
-//! The lab's HTTPS half: each real serves its page over TLS 1.3 with a certificate for its
-//! name from the lab's test CA (scripts/lab.sh makes both), and clients that trust that CA
-//! only (curl --cacert, python requests) reach it through its DIP: NAT (443 to 8443) and
-//! same-address. The director forwards the TLS bytes untouched (L4).
+//! HTTPS end to end. The lab's reals serve their pages over TLS 1.3 with certificates for
+//! their names from the lab's test CA (scripts/lab.sh makes both); clients that trust that
+//! CA only (curl --cacert, python requests) reach them through their DIPs (L4, NAT 443 to
+//! 8443 and same-address), and are redirected there by a `tls` virtual that answers over
+//! TLS 1.3 itself, with the certificate their SNI names, the same redirect as over HTTP.
 
 use detour_e2e::{lab_config, Lab};
 
 const CA: &str = "/tmp/detour-lab/tls/ca.pem";
 const HTTPS_DIPS: &str = "dip 198.18.0.2:443 real 198.18.1.11:8443\ndip 198.18.0.3:443\n";
+
+/// A `tls` virtual on www.lab:443 (and secure.lab, the same address, with an RSA
+/// certificate) redirecting to the reals' HTTPS URLs through their DIPs.
+const TLS_VIRTUAL: &str = "
+certificate www.lab /tmp/detour-lab/tls/www.lab.pem /tmp/detour-lab/tls/www.lab.key
+certificate secure.lab /tmp/detour-lab/tls/secure.lab.pem /tmp/detour-lab/tls/secure.lab.key
+virtual 198.18.0.1 tls
+dip 198.18.0.2:443 real 198.18.1.11:8443
+dip 198.18.0.4:443 real 198.18.1.12:8443
+dip 198.18.0.3:443
+url s1 https://real1.lab/%d
+url s2 https://real2.lab/%d
+url s3 https://real3.lab/%d
+link s1 198.18.0.2:443
+link s2 198.18.0.4:443
+link s3 198.18.0.3:443
+bind 198.18.0.1:443 s1 s2 s3
+predictor 198.18.0.1:443 roundrobin
+";
+
+fn curl(lab: &Lab, args: &[&str]) -> detour_e2e::Run {
+    let mut a = vec!["curl", "-sS", "--max-time", "5", "--cacert", CA];
+    a.extend_from_slice(args);
+    lab.client(&a, 10)
+}
 
 #[test]
 fn curl_and_python_requests_get_each_reals_https_page_through_its_dip() {
@@ -43,4 +69,90 @@ fn curl_and_python_requests_get_each_reals_https_page_through_its_dip() {
         let r = lab.client(&["curl", "-sS", "--max-time", "5", &url], 10);
         assert_eq!(r.code, Some(60), "curl without the CA: {r:?}");
     }
+}
+
+#[test]
+fn a_tls_virtual_redirects_over_tls13_to_each_reals_https_page() {
+    let lab = Lab::start(&lab_config(TLS_VIRTUAL), 1);
+    // The same redirect as over HTTP: the first pick of each virtual, whole responses
+    // compared with the scheme of the URL swapped (Content-Length follows the body).
+    let whole = |url: &str| curl(&lab, &["-i", url]);
+    let plain = whole("http://www.lab/p/1.html?q=1");
+    let tls = whole("https://www.lab/p/1.html?q=1");
+    assert!(
+        plain.ok() && tls.ok(),
+        "{plain:?}\n{tls:?}\n{}",
+        lab.log_text()
+    );
+    let norm = |t: &str| {
+        t.replace("https://", "http://")
+            .lines()
+            .filter(|l| !l.starts_with("Content-Length:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(norm(&tls.stdout), norm(&plain.stdout), "{}", lab.log_text());
+    let (headers, body) = tls.stdout.split_once("\r\n\r\n").unwrap();
+    assert!(
+        headers.contains(&format!("Content-Length: {}", body.len())),
+        "{}",
+        tls.stdout
+    );
+    assert!(headers.contains("Connection: close"), "{headers}");
+    assert!(tls.stdout.starts_with("HTTP/1.1 302"), "{}", tls.stdout);
+    assert!(
+        tls.stdout
+            .contains("Location: https://real1.lab/p/1.html?q=1"),
+        "{}",
+        tls.stdout
+    );
+    // curl follows it over HTTPS through the DIPs; three in a row visit each real.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = curl(&lab, &["-L", "--tlsv1.3", "https://www.lab/index.html"]);
+        assert!(r.ok(), "{r:?}\n{}", lab.log_text());
+        seen.push(
+            ["dt-real1", "dt-real2", "dt-real3"]
+                .into_iter()
+                .find(|n| r.stdout.contains(&format!("real server {n}<")))
+                .unwrap_or("?"),
+        );
+    }
+    seen.sort();
+    assert_eq!(seen, ["dt-real1", "dt-real2", "dt-real3"]);
+    // SNI picks the certificate: curl checks the name, so secure.lab (RSA) verifies only if
+    // it was served secure.lab's.
+    let r = curl(
+        &lab,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://secure.lab/",
+        ],
+    );
+    assert_eq!((r.ok(), r.stdout.as_str()), (true, "302"), "{r:?}");
+    // python requests follows it too.
+    let py = format!(
+        "import requests; r = requests.get('https://www.lab/index.html', verify={CA:?}, timeout=5); print(r.status_code, r.url, r.text)"
+    );
+    let r = lab.client(&["python3", "-c", &py], 15);
+    assert!(
+        r.ok() && r.stdout.starts_with("200 https://real") && r.stdout.contains("real server"),
+        "{r:?}"
+    );
+    // Hostile: TLS 1.2 at most gets an alert; plain HTTP to :443 is refused; then it still works.
+    let r = curl(&lab, &["--tls-max", "1.2", "https://www.lab/"]);
+    assert_eq!(r.code, Some(35), "a TLS 1.2-only client: {r:?}");
+    let r = lab.client(
+        &["curl", "-sS", "--max-time", "5", "http://www.lab:443/"],
+        10,
+    );
+    assert!(!r.ok(), "plain HTTP to the TLS port: {r:?}");
+    let r = curl(
+        &lab,
+        &["-o", "/dev/null", "-w", "%{http_code}", "https://www.lab/"],
+    );
+    assert_eq!(r.stdout, "302", "{r:?}\n{}", lab.log_text());
 }
