@@ -9,24 +9,12 @@ use detour_e2e::{lab_config, Lab};
 const CA: &str = "/tmp/detour-lab/tls/ca.pem";
 const HTTPS_DIPS: &str = "dip 198.18.0.2:443 real 198.18.1.11:8443\ndip 198.18.0.3:443\n";
 
-/// A `tls` virtual on www.lab:443 (and secure.lab, the same address, with an RSA
-/// certificate) redirecting to the reals' HTTPS URLs through their DIPs.
-const TLS_VIRTUAL: &str = "
-certificate www.lab /tmp/detour-lab/tls/www.lab.pem /tmp/detour-lab/tls/www.lab.key
-certificate secure.lab /tmp/detour-lab/tls/secure.lab.pem /tmp/detour-lab/tls/secure.lab.key
-virtual 198.18.0.1 tls
-dip 198.18.0.2:443 real 198.18.1.11:8443
-dip 198.18.0.4:443 real 198.18.1.12:8443
-dip 198.18.0.3:443
-url s1 https://real1.lab/%d
-url s2 https://real2.lab/%d
-url s3 https://real3.lab/%d
-link s1 198.18.0.2:443
-link s2 198.18.0.4:443
-link s3 198.18.0.3:443
-bind 198.18.0.1:443 s1 s2 s3
-predictor 198.18.0.1:443 roundrobin
-";
+/// configs/lab-tls.conf: a `tls` virtual on www.lab:443 (and secure.lab, the same address,
+/// with an RSA certificate) redirecting to the reals' HTTPS URLs through their DIPs.
+fn tls_config() -> String {
+    let tls = std::fs::read_to_string(detour_e2e::root().join("configs/lab-tls.conf")).unwrap();
+    lab_config(&tls)
+}
 
 fn curl(lab: &Lab, args: &[&str]) -> detour_e2e::Run {
     let mut a = vec!["curl", "-sS", "--max-time", "5", "--cacert", CA];
@@ -73,7 +61,7 @@ fn curl_and_python_requests_get_each_reals_https_page_through_its_dip() {
 
 #[test]
 fn a_tls_virtual_redirects_over_tls13_to_each_reals_https_page() {
-    let lab = Lab::start(&lab_config(TLS_VIRTUAL), 1);
+    let lab = Lab::start(&tls_config(), 1);
     // The same redirect as over HTTP: the first pick of each virtual, whole responses
     // compared with the scheme of the URL swapped (Content-Length follows the body).
     let whole = |url: &str| curl(&lab, &["-i", url]);
