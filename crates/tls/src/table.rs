@@ -269,6 +269,11 @@ impl<K: Copy + Eq + Hash> Table<K> {
         }
     }
 
+    /// Forget `key`'s entry (a new connection on its 4-tuple); true if there was one.
+    pub fn remove(&mut self, key: &K) -> bool {
+        self.map.remove(key).is_some()
+    }
+
     /// Whether `key` has an entry.
     pub fn contains(&self, key: &K) -> bool {
         self.map.contains_key(key)

@@ -324,4 +324,6 @@ fn expire_frees_old_entries_without_sending() {
     t.expire(link.now + 1_000);
     assert!(!t.contains(&1) && t.is_empty());
     assert_eq!(t.stats.expired, 1);
+    link.send(&mut t, &cfg, &hello("www.example"), false);
+    assert!(t.remove(&1) && !t.contains(&1) && !t.remove(&1));
 }

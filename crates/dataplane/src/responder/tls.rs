@@ -48,8 +48,11 @@ impl Responder {
         }
         let k = key(t);
         if t.has(Flags::SYN) || (t.plen == 0 && !self.tls.contains(&k)) {
-            // A handshake (a stale entry of the 4-tuple expires), or a bare FIN or ACK of a
-            // connection already gone: the plain rules.
+            // A handshake (a new connection on the 4-tuple ends the old one), or a bare FIN
+            // or ACK of a connection already gone: the plain rules.
+            if t.has(Flags::SYN) && t.checksum_ok(buf) {
+                self.tls.remove(&k);
+            }
             return self.respond(cx, buf, t, action);
         }
         if !t.checksum_ok(buf) {
