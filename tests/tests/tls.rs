@@ -144,3 +144,53 @@ fn a_tls_virtual_redirects_over_tls13_to_each_reals_https_page() {
     );
     assert_eq!(r.stdout, "302", "{r:?}\n{}", lab.log_text());
 }
+
+/// The base64 SHA-256 of a certificate's public key (what Chromium's SPKI list takes).
+fn spki_hash(cert: &str) -> String {
+    let r = detour_e2e::run(
+        &[
+            "sh",
+            "-c",
+            &format!("openssl x509 -pubkey -noout -in {cert} | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64"),
+        ],
+        10,
+    );
+    assert!(r.ok(), "{r:?}");
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn headless_chromium_follows_the_https_redirect() {
+    let lab = Lab::start(&tls_config(), 1);
+    let spki: Vec<String> = ["www.lab", "real1.lab", "real2.lab", "real3.lab"]
+        .iter()
+        .map(|n| spki_hash(&format!("/tmp/detour-lab/tls/{n}.pem")))
+        .collect();
+    let profile = std::env::temp_dir().join(format!("detour-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    std::fs::create_dir_all(&profile).unwrap();
+    let r = lab.client(
+        &[
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            &format!("--ignore-certificate-errors-spki-list={}", spki.join(",")),
+            "--dump-dom",
+            "https://www.lab/index.html",
+        ],
+        60,
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        r.stdout.contains("real server dt-real"),
+        "{r:?}\n{}",
+        lab.log_text()
+    );
+}
