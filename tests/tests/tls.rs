@@ -194,3 +194,67 @@ fn headless_chromium_follows_the_https_redirect() {
         lab.log_text()
     );
 }
+
+#[test]
+fn sessions_resume_on_new_connections_and_stalled_handshakes_do_not_block_others() {
+    let lab = Lab::start(&tls_config(), 1);
+    let sess = "/tmp/detour-lab/tls/session.pem";
+    let s_client = |extra: &str| {
+        let cmd = format!(
+            "printf 'GET / HTTP/1.1\\r\\nHost: www.lab\\r\\n\\r\\n' | timeout 5 openssl s_client -connect www.lab:443 -servername www.lab -CAfile {CA} -tls1_3 -ign_eof {extra} 2>&1"
+        );
+        lab.client(&["sh", "-c", &cmd], 10)
+    };
+    let first = s_client(&format!("-sess_out {sess}"));
+    assert!(
+        first.stdout.contains("New, TLSv1.3") && first.stdout.contains("302 Found"),
+        "{first:?}"
+    );
+    // Eight new connections (new source ports, spread over the two workers' queues) resume.
+    for i in 0..8 {
+        let r = s_client(&format!("-sess_in {sess}"));
+        assert!(
+            r.stdout.contains("Reused, TLSv1.3") && r.stdout.contains("302 Found"),
+            "connection {i}: {r:?}\n{}",
+            lab.log_text()
+        );
+    }
+    // 20 connections send the first 60 bytes of a ClientHello (a record header promising
+    // 512) and stall; while they hang, a full HTTPS request is answered.
+    let stall = r#"
+import socket, sys, time
+socks = []
+for _ in range(20):
+    s = socket.create_connection(("www.lab", 443), timeout=3)
+    s.sendall(bytes([22, 3, 1, 2, 0, 1, 0, 1, 252, 3, 3]) + bytes(49))
+    socks.append(s)
+print("stalled", len(socks), flush=True)
+time.sleep(4)
+"#;
+    std::thread::scope(|sc| {
+        let stalled = sc.spawn(|| lab.client(&["python3", "-c", stall], 10));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let r = lab.client(
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "--cacert",
+                CA,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://www.lab/",
+            ],
+            10,
+        );
+        assert_eq!(r.stdout, "302", "{r:?}");
+        let stalled = stalled.join().unwrap();
+        assert!(
+            stalled.ok() && stalled.stdout.contains("stalled 20"),
+            "{stalled:?}"
+        );
+    });
+}
