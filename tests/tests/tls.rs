@@ -258,3 +258,78 @@ time.sleep(4)
         );
     });
 }
+
+/// detour's resident memory (KiB).
+fn rss_kib(lab: &Lab) -> u64 {
+    let pid = lab.detour_pid().expect("detour runs");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_client_hello_flood_stays_within_the_table_and_dip_traffic_flows() {
+    let conf = tls_config() + "tls-connections 256\n";
+    let lab = Lab::start(&conf, 1);
+    // Warm up (first handshakes allocate rustls's lazily built state), then measure.
+    for _ in 0..3 {
+        let r = curl(
+            &lab,
+            &["-o", "/dev/null", "-w", "%{http_code}", "https://www.lab/"],
+        );
+        assert_eq!(r.stdout, "302", "{r:?}");
+    }
+    let before = rss_kib(&lab);
+    // 3000 connections from as many source ports, each a real ClientHello, then silence.
+    let flood = r#"
+import resource, socket, ssl, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+o = ctx.wrap_bio(inc, out, server_hostname="www.lab")
+try:
+    o.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+socks, sent = [], 0
+for i in range(3000):
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(("198.18.0.1", 443))
+        s.send(hello)
+        sent += 1
+    except OSError:
+        pass
+    socks.append(s)
+print("sent", sent, flush=True)
+time.sleep(3)
+"#;
+    std::thread::scope(|sc| {
+        let flood = sc.spawn(|| lab.client(&["python3", "-c", flood], 120));
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        // During the flood: the DIPs forward and a legitimate HTTPS client is answered.
+        let r = curl(&lab, &["http://real1.lab/index.html"]);
+        assert!(r.ok() && r.stdout.contains("real server dt-real1"), "{r:?}");
+        let r = curl(&lab, &["-L", "https://www.lab/index.html"]);
+        assert!(r.ok() && r.stdout.contains("real server"), "{r:?}");
+        let f = flood.join().unwrap();
+        assert!(f.ok() && f.stdout.contains("sent 3000"), "{f:?}");
+    });
+    let after = rss_kib(&lab);
+    // 256 entries per worker, two workers: a few MiB at most.
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} to {after} KiB\n{}",
+        lab.log_text()
+    );
+    println!("detour VmRSS {before} KiB before, {after} KiB after 3000 ClientHellos");
+    let st = lab.ctl_ok("show statistics");
+    println!("{st}");
+}
