@@ -13,7 +13,7 @@ pid=
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     scripts/lab.sh down >/dev/null 2>&1 || true
-    rm -f "$log"
+    rm -f "$log" "${conf:-}"
 }
 trap cleanup EXIT
 
@@ -21,8 +21,14 @@ echo "== detour check configs/lab.conf"
 "$bin" check configs/lab.conf
 echo "== lab up"
 LAB_BIG_MB=${LAB_BIG_MB:-50} scripts/lab.sh up
+# With HTTPS: configs/lab-tls.conf adds a TLS 1.3 virtual (its certificates come from the
+# lab's test CA, made by `lab.sh up`).
+conf=$(mktemp)
+cat configs/lab.conf configs/lab-tls.conf >"$conf"
+echo "== detour check (configs/lab.conf + configs/lab-tls.conf)"
+"$bin" check "$conf" >/dev/null && echo "ok: certificates load"
 echo "== detour run"
-ip netns exec dt-dir "$bin" run --config configs/lab.conf --summary-secs 2 >"$log" 2>&1 &
+ip netns exec dt-dir "$bin" run --config "$conf" --summary-secs 2 >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
     grep -q 'worker(s) on' "$log" && break
@@ -34,6 +40,9 @@ c() { ip netns exec dt-client "$@"; }
 
 echo "== curl -L -v http://www.lab/index.html  (redirected, then served through the DIP)"
 c curl -sS -L -v --max-time 10 http://www.lab/index.html 2>&1 | grep -E '^(< HTTP|< Location|\* Connected|<html)|real server' || true
+echo "== curl -L https://www.lab/index.html  (TLS 1.3 redirect by detour, then the real's HTTPS page through its DIP)"
+c curl -sS -L -v --max-time 10 --cacert /tmp/detour-lab/tls/ca.pem https://www.lab/index.html 2>&1 |
+    grep -E '^(< HTTP|< Location|\* SSL connection|\* Connected|\* subject|<html)|real server' || true
 echo "== six requests: the rotation"
 for _ in 1 2 3 4 5 6; do
     c curl -sS -o /dev/null --max-time 5 -w '%{http_code} -> %{redirect_url}\n' http://www.lab/

@@ -7,8 +7,12 @@
 #                                                                              `-- dt-real3 198.18.1.13 + 198.18.0.3 :80 (same-address DIP)
 #
 # Each real runs python3's http.server on a directory holding index.html (naming the
-# real) and big.bin. The director's interfaces have 2 queues. Everything is torn down by
-# `down`, and by `up` itself if it fails half way.
+# real) and big.bin, and the same over HTTPS (TLS 1.3) on 8443 (real1, real2) or 443
+# (real3), with a certificate for its name from the lab's test CA. `up` makes the CA and the
+# certificates with openssl under $LAB_DIR/tls: ca.pem; <name>.pem/.key for www.lab (ECDSA
+# P-256), secure.lab (RSA 2048), real1.lab .. real3.lab (ECDSA P-256). The director's
+# interfaces have 2 queues. Everything is torn down by `down`, and by `up` itself if it
+# fails half way.
 #
 # usage: scripts/lab.sh up|down|status|stop-real N|start-real N
 #        (env: LAB_BIG_MB, size of big.bin, default 100)
@@ -95,6 +99,7 @@ up() {
     x dt-client ethtool -K c0 gro on >/dev/null 2>&1 || true
     x dt-sw ethtool -K sw0 gro on >/dev/null 2>&1 || true
 
+    make_certs
     # Real servers: a page naming each, and a large file.
     head -c "$((BIG_MB * 1024 * 1024))" /dev/urandom >"$LAB_DIR/big.bin.tmp"
     mv "$LAB_DIR/big.bin.tmp" "$LAB_DIR/big.bin"
@@ -109,7 +114,7 @@ up() {
     mkdir -p /etc/netns/dt-client
     cat >/etc/netns/dt-client/hosts <<HOSTS
 127.0.0.1 localhost
-198.18.0.1 www.lab
+198.18.0.1 www.lab secure.lab
 198.18.0.2 real1.lab
 198.18.0.4 real2.lab
 198.18.0.3 real3.lab
@@ -119,6 +124,29 @@ HOSTS
 }
 
 port_of() { if [ "$1" = dt-real3 ]; then echo 80; else echo 8080; fi; }
+tls_port_of() { if [ "$1" = dt-real3 ]; then echo 443; else echo 8443; fi; }
+
+# The lab's test CA and the certificates of its names (never used outside the lab).
+make_certs() {
+    local d="$LAB_DIR/tls" n
+    rm -rf "$d"
+    mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=detour lab test CA" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+    for n in www.lab secure.lab real1.lab real2.lab real3.lab; do
+        if [ "$n" = secure.lab ]; then
+            openssl genrsa -out "$d/$n.key" 2048 2>/dev/null
+        else
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$n.key"
+        fi
+        openssl req -new -key "$d/$n.key" -subj "/CN=$n" -out "$d/$n.csr"
+        printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$n" >"$d/$n.ext"
+        openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+            -days 30 -extfile "$d/$n.ext" -out "$d/$n.pem" 2>/dev/null
+        rm -f "$d/$n.csr" "$d/$n.ext"
+    done
+    rm -f "$d/ca.srl"
+}
 
 # Start a real's HTTP server and wait (bounded) until it answers.
 start_real() {
@@ -127,11 +155,27 @@ start_real() {
     x "$r" python3 -m http.server --bind 0.0.0.0 --directory "$LAB_DIR/$r" "$port" \
         >>"$LAB_DIR/$r.log" 2>&1 &
     echo $! >"$LAB_DIR/$r.pid"
+    # The same directory over HTTPS, TLS 1.3, with the real's certificate.
+    local name="real${r#dt-real}.lab" tport
+    tport=$(tls_port_of "$r")
+    x "$r" python3 -c '
+import functools, http.server, ssl, sys
+d, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.load_cert_chain(cert, key)
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
+s = http.server.ThreadingHTTPServer(("0.0.0.0", port), h)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+s.serve_forever()
+' "$LAB_DIR/$r" "$tport" "$LAB_DIR/tls/$name.pem" "$LAB_DIR/tls/$name.key" >>"$LAB_DIR/$r.tls.log" 2>&1 &
     for _ in $(seq 1 50); do
-        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" && return 0
+        x "$r" curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/index.html" &&
+            x "$r" curl -s -o /dev/null --max-time 1 --cacert "$LAB_DIR/tls/ca.pem" \
+                --resolve "$name:$tport:127.0.0.1" "https://$name:$tport/index.html" && return 0
         sleep 0.1
     done
-    echo "lab: $r http server did not come up" >&2
+    echo "lab: $r http or https server did not come up" >&2
     return 1
 }
 

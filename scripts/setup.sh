@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Debian packages the build, the tests and the lab use.
-PKGS=(iproute2 bird2 nftables iputils-ping ethtool curl python3 clang llvm libelf-dev m4 libbpf-dev zlib1g-dev pkg-config make adduser chromium)
+PKGS=(iproute2 bird2 nftables iputils-ping ethtool curl python3 python3-requests openssl clang llvm libelf-dev m4 libbpf-dev zlib1g-dev pkg-config make adduser chromium)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -16,7 +16,7 @@ impl Model {
     /// `virtual`, `real`, `url`: a new object.
     pub(crate) fn apply_object(&mut self, cmd: &Command) -> Result<(), LineError> {
         match cmd {
-            Command::Virtual { addr, col } => {
+            Command::Virtual { addr, col, tls } => {
                 self.addr_in_use(*addr, *col, &addr.to_string())?;
                 Self::check_room(self.virtuals.len(), *col, "virtuals")?;
                 self.virtuals.push(Virtual {
@@ -27,6 +27,7 @@ impl Model {
                     },
                     state: State::InService,
                     backup: None,
+                    tls: *tls,
                 });
             }
             Command::Real { addr, col } => {
@@ -115,6 +116,7 @@ impl Model {
             kind: VirtualKind::Dip { real: r },
             state: State::InService,
             backup: None,
+            tls: false,
         });
         self.reals[r].dip = Some(self.virtuals.len() - 1);
         Ok(())

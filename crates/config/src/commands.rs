@@ -8,7 +8,7 @@
 use crate::error::LineError;
 use crate::lang::{Command, Cursor, Removable};
 use crate::model::Model;
-use crate::{parse, write};
+use crate::{parse, tls, write};
 
 /// When a change takes effect on a running director.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,36 @@ pub static VERBS: &[Verb] = &[
         write: Some(write::gateway),
     },
     Verb {
+        spellings: &[&["tls-connections"]],
+        usage: "<n>",
+        help: "entries of each worker's table of TLS connections (default 1024)",
+        applies: Applies::NextStart,
+        parse: tls::tls_connections,
+        is: |c| matches!(c, Command::TlsConnections { .. }),
+        apply: |m, c| m.apply_tls(c),
+        write: Some(tls::write_tls_connections),
+    },
+    Verb {
+        spellings: &[&["certificate"]],
+        usage: "<name|*.suffix|*> <cert.pem> <key.pem>",
+        help: "the certificate (ECDSA or RSA) tls virtuals serve to clients naming it (`*`: the default)",
+        applies: Applies::Live,
+        parse: tls::certificate,
+        is: |c| matches!(c, Command::Certificate { .. }),
+        apply: |m, c| m.apply_tls(c),
+        write: Some(tls::write_certificates),
+    },
+    Verb {
+        spellings: &[&["no", "certificate"]],
+        usage: "<name>",
+        help: "stop serving a certificate",
+        applies: Applies::Live,
+        parse: tls::no_certificate,
+        is: |c| matches!(c, Command::NoCertificate { .. }),
+        apply: |m, c| m.apply_tls(c),
+        write: None,
+    },
+    Verb {
         spellings: &[&["real"]],
         usage: "<ip>[:port]",
         help: "a real server",
@@ -110,8 +140,8 @@ pub static VERBS: &[Verb] = &[
     },
     Verb {
         spellings: &[&["virtual"]],
-        usage: "<ip>[:port]",
-        help: "a primary virtual server: requests to it get a redirect",
+        usage: "<ip>[:port] [tls]",
+        help: "a primary virtual server: requests to it get a redirect (`tls`: over TLS 1.3, port 443 unless given)",
         applies: Applies::Live,
         parse: parse::virtual_,
         is: |c| matches!(c, Command::Virtual { .. }),

@@ -135,8 +135,13 @@ pub enum Role {
 /// One parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `virtual <ip>[:port]`: a primary virtual server.
-    Virtual { addr: SocketAddrV4, col: usize },
+    /// `virtual <ip>[:port] [tls]`: a primary virtual server (`tls`: it answers over TLS 1.3,
+    /// port 443 unless given).
+    Virtual {
+        addr: SocketAddrV4,
+        col: usize,
+        tls: bool,
+    },
     /// `real <ip>[:port]`: a real server.
     Real { addr: SocketAddrV4, col: usize },
     /// `dip <ip>[:port] [real <ip>[:port]]` (also `direct-ip`, `direct - ip`): a secondary
@@ -182,6 +187,16 @@ pub enum Command {
     Predictor { virt: Ref, predictor: Predictor },
     /// `health-check <real_id|all> none|tcp|http [path P] [expect N] [interval D] [timeout D] [rise N] [fall N]`.
     HealthCheck { target: Ref, check: HealthCheck },
+    /// `certificate <name|*.suffix|*> <cert.pem> <key.pem>`: served to TLS clients naming it.
+    Certificate {
+        name: Ref,
+        cert: String,
+        key: String,
+    },
+    /// `no certificate <name>`.
+    NoCertificate { name: Ref },
+    /// `tls-connections <n>`: each worker's table of TLS connections.
+    TlsConnections { entries: u32 },
     /// `cookie-secret <64 hex digits>`.
     CookieSecret { secret: [u8; 32] },
     /// `interface client|server <name> [queues N]`.

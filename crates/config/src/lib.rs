@@ -13,6 +13,7 @@ mod parse;
 pub mod predictor;
 pub mod snapshot;
 pub mod source;
+pub mod tls;
 pub mod url;
 mod write;
 

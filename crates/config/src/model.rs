@@ -31,6 +31,8 @@ pub struct Virtual {
     /// For a DIP this is unused: a DIP shares its real's state.
     pub state: State,
     pub backup: Option<Target>,
+    /// A primary virtual answering over TLS 1.3 (`virtual <ip>:<port> tls`).
+    pub tls: bool,
 }
 
 /// A primary virtual redirects; a DIP (secondary virtual) forwards to its real.
@@ -100,6 +102,20 @@ pub struct Settings {
     pub gateway: Option<Ipv4Addr>,
     /// Health check for reals without one of their own; `None` until `health-check all` is given.
     pub default_health: Option<HealthCheck>,
+    /// `certificate` entries, in the order given (files are read by the control side).
+    pub certificates: Vec<Certificate>,
+    /// `tls-connections`: entries of each worker's TLS table (default
+    /// [`crate::tls::DEFAULT_TLS_CONNECTIONS`]).
+    pub tls_connections: Option<u32>,
+}
+
+/// `certificate <name> <cert.pem> <key.pem>`: the files served to clients naming `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    /// Lower-case DNS name, `*.suffix`, or `*` (the default).
+    pub name: String,
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,12 +12,21 @@ use crate::url::{UrlTemplate, REDIRECT_CODES};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-/// `virtual <ip>[:port]`.
+/// Port of a `tls` virtual given without one.
+pub const TLS_PORT: u16 = 443;
+
+/// `virtual <ip>[:port] [tls]`.
 pub(crate) fn virtual_(c: &mut Cursor) -> Result<Command, LineError> {
     let t = c.next("an IPv4 address with optional :port")?;
+    let mut addr = sock_addr(&t)?;
+    let tls = c.eat("tls");
+    if tls && !t.text.contains(':') {
+        addr.set_port(TLS_PORT);
+    }
     Ok(Command::Virtual {
-        addr: sock_addr(&t)?,
+        addr,
         col: t.col,
+        tls,
     })
 }
 

@@ -48,12 +48,18 @@ pub struct Snapshot {
     /// Where each real's and URL's counters were in the snapshot before this one; set by the
     /// control plane (empty from [`Snapshot::compile`]).
     pub carry: crate::carry::Carry,
+    /// The certificates and ticket key of the `tls` virtuals, loaded by the control side
+    /// (`None` until then, or when no virtual is `tls`). Shared by `Arc`: a reload builds a
+    /// new one while connections in progress keep theirs.
+    pub tls: Option<std::sync::Arc<detour_tls::TlsConfig>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct VirtualEntry {
     pub id: String,
     pub addr: SocketAddrV4,
+    /// Answers over TLS 1.3 with [`Snapshot::tls`]'s certificates.
+    pub tls: bool,
     pub state: State,
     pub predictor: Predictor,
     /// Member `i` of the rotation is `members[i]`.
@@ -231,6 +237,7 @@ fn primaries(m: &Model, urls: &mut Vec<UrlEntry>) -> Vec<VirtualEntry> {
         virtuals.push(VirtualEntry {
             id: Model::addr_id(v.addr),
             addr: v.addr,
+            tls: v.tls,
             state: v.state,
             predictor: *predictor,
             rotation: Rotation::new(*predictor, cands),
@@ -352,6 +359,7 @@ impl Snapshot {
             cookie_secret: m.settings.cookie_secret,
             settings: m.settings.clone(),
             gateway_mac: [0; 6],
+            tls: None,
         }
     }
 

@@ -68,7 +68,8 @@ pub(crate) fn virtuals_and_dips(m: &Model, s: &mut String) {
     for v in &m.virtuals {
         match &v.kind {
             VirtualKind::Primary { .. } => {
-                let _ = writeln!(s, "virtual {}", v.addr);
+                let tls = if v.tls { " tls" } else { "" };
+                let _ = writeln!(s, "virtual {}{tls}", v.addr);
             }
             VirtualKind::Dip { real } => {
                 let ra = m.reals[*real].addr;

@@ -18,6 +18,12 @@ const SAMPLES: &[(&str, &str)] = &[
     ("cores", "0,1"),
     ("metrics", "127.0.0.1:9100"),
     ("gateway", "198.18.0.100"),
+    ("tls-connections", "4096"),
+    (
+        "certificate",
+        "www.example /etc/detour/www.pem /etc/detour/www.key",
+    ),
+    ("no certificate", "a.example"),
     ("real", "198.18.1.9:8080"),
     ("virtual", "198.18.0.9"),
     ("dip", "198.18.0.8"),
@@ -59,6 +65,7 @@ fn every_entry_parses_applies_and_is_its_own() {
             "real 198.18.1.9:8080",
             "virtual 198.18.0.9",
             "no bind 198.18.0.1 a",
+            "certificate a.example /a.pem /a.key",
         ] {
             if name.starts_with("no ") && !name.ends_with("bind") && !name.ends_with("backup") {
                 let _ = model.apply_line(prep);
@@ -89,7 +96,16 @@ fn settings_of_the_next_start_are_marked_in_the_table() {
         .filter(|v| v.applies == Applies::NextStart)
         .map(|v| v.name())
         .collect();
-    assert_eq!(later, ["interface", "cores", "metrics", "gateway"]);
+    assert_eq!(
+        later,
+        [
+            "interface",
+            "cores",
+            "metrics",
+            "gateway",
+            "tls-connections"
+        ]
+    );
 }
 
 #[test]
@@ -107,7 +123,7 @@ fn unknown_words_are_refused_with_what_the_table_offers() {
     assert_eq!(e.col, 4);
     assert_eq!(
         e.expected,
-        "`bind`, `backup`, `url`, `dip`, `direct-ip`, `real` or `virtual` after `no`"
+        "`certificate`, `bind`, `backup`, `url`, `dip`, `direct-ip`, `real` or `virtual` after `no`"
     );
     let e = parse_line("direct ip 198.18.0.2").unwrap_err();
     assert_eq!((e.col, e.expected.as_str()), (8, "`- ip` after `direct`"));

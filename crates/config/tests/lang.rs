@@ -48,14 +48,16 @@ fn virtual_real_and_ports() {
         ok("virtual 198.18.0.1"),
         Command::Virtual {
             addr: sa("198.18.0.1:80"),
-            col: 9
+            col: 9,
+            tls: false
         }
     );
     assert_eq!(
         ok("  VIRTUAL 198.18.0.1:8080 # www"),
         Command::Virtual {
             addr: sa("198.18.0.1:8080"),
-            col: 11
+            col: 11,
+            tls: false
         }
     );
     assert_eq!(

@@ -209,6 +209,10 @@ impl Control {
             return Outcome::error(e.at("<ctl>", 1));
         }
         let restart = verb_of(&cmd).applies == Applies::NextStart;
+        match self.tls_for(&next) {
+            Ok(tls) => self.tls = tls,
+            Err(e) => return Outcome::error(format!("{e}; running config unchanged")),
+        }
         self.model = next;
         self.rebuild();
         Outcome::Applied {
@@ -226,6 +230,12 @@ impl Control {
         };
         match detour_config::load_bytes(&bytes, &name) {
             Ok(m) => {
+                match self.tls_for(&m) {
+                    Ok(tls) => self.tls = tls,
+                    Err(e) => {
+                        return Outcome::error(format!("{name}: {e}; running config unchanged"))
+                    }
+                }
                 self.model = m;
                 self.rebuild();
                 Outcome::Reloaded {

@@ -15,6 +15,7 @@ pub mod running;
 pub mod show;
 pub mod stats;
 pub mod status;
+pub mod tls;
 
 pub use commands::Outcome;
 pub use running::{Control, Neighbours};

@@ -45,6 +45,10 @@ pub struct Control {
     /// The cookie secret to issue with, and one also accepted, from `detour run
     /// --cookie-secret-file`: they override the config's and are never written back.
     pub cookie_secrets: Option<([u8; 32], Option<[u8; 32]>)>,
+    /// The certificates and ticket key every snapshot carries (see [`crate::tls`]).
+    pub tls: Option<Arc<detour_tls::TlsConfig>>,
+    /// Seals tickets when the config sets no `cookie-secret`.
+    tls_secret: [u8; 32],
 }
 
 impl Control {
@@ -69,7 +73,12 @@ impl Control {
             health_transitions: 0,
             started: Instant::now(),
             cookie_secrets: None,
+            tls: None,
+            tls_secret: own_secret(),
         };
+        // A `tls` virtual whose certificates do not load answers nothing until they do;
+        // `detour run` checks [`Control::load_tls`] before it starts.
+        let _ = c.load_tls();
         c.rebuild();
         c
     }
@@ -89,8 +98,39 @@ impl Control {
         m
     }
 
+    /// Load the running model's certificates (see [`crate::tls::load`]); on failure the
+    /// previous ones stay.
+    pub fn load_tls(&mut self) -> Result<(), String> {
+        self.tls = self.tls_for(&self.model)?;
+        Ok(())
+    }
+
+    /// The certificates `model` would run with, or why not (nothing is changed). Tickets are
+    /// keyed by the cookie secret the director issues with (`--cookie-secret-file`, else the
+    /// config's), else by this director's own.
+    pub fn tls_for(&self, model: &Model) -> Result<Option<Arc<detour_tls::TlsConfig>>, String> {
+        match self.cookie_secrets {
+            Some((issue, _)) => {
+                let mut m = model.clone();
+                m.settings.cookie_secret = Some(issue);
+                crate::tls::load(&m, &self.tls_secret)
+            }
+            None => crate::tls::load(model, &self.tls_secret),
+        }
+    }
+
+    /// Issue with (and accept) these cookie secrets from now on, in a new snapshot; the
+    /// ticket key follows (an error: the certificates no longer load, the running ones stay).
+    pub fn set_cookie_secrets(&mut self, s: ([u8; 32], Option<[u8; 32]>)) -> Result<(), String> {
+        self.cookie_secrets = Some(s);
+        let tls = self.load_tls();
+        self.rebuild();
+        tls
+    }
+
     fn compile(&mut self, epoch: u64, missing: &mut Vec<String>) -> Snapshot {
         let mut s = Snapshot::compile(&self.effective(), epoch);
+        s.tls = self.tls.clone();
         missing.clear();
         self.neighbours.fill(&mut s, self.gateway, missing);
         s
@@ -163,4 +203,12 @@ impl Control {
             .get(&addr)
             .map_or(std::time::Duration::ZERO, |(_, t)| t.elapsed())
     }
+}
+
+/// A random ticket secret of this director (zeros if the kernel's source fails: tickets
+/// then only resume on directors that failed alike, which the configured secret avoids).
+fn own_secret() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    b
 }

@@ -52,10 +52,15 @@ pub enum Reason {
     /// first is lost or late. Dropped without a RST, so the client's retransmission of the
     /// first segment completes the request.
     Unchecked,
+    /// A ClientHello to a `tls` virtual past the batch's handshake budget: dropped without an
+    /// ACK, so the client sends it again.
+    TlsDeferred,
+    /// A new TLS connection while every entry of the worker's TLS table is past its handshake.
+    TlsFull,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Runt,
         Reason::BadIpv4,
         Reason::Fragment,
@@ -75,6 +80,8 @@ impl Reason {
         Reason::BadFlags,
         Reason::WrongSide,
         Reason::Unchecked,
+        Reason::TlsDeferred,
+        Reason::TlsFull,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -99,6 +106,8 @@ impl Reason {
             Reason::BadFlags => "bad_flags",
             Reason::WrongSide => "wrong_side",
             Reason::Unchecked => "unchecked",
+            Reason::TlsDeferred => "tls_deferred",
+            Reason::TlsFull => "tls_full",
         }
     }
 }
@@ -166,6 +175,16 @@ pub struct Counters {
     pub heads_kept: u64,
     pub heads_evicted: u64,
     pub backup_flows_evicted: u64,
+    /// TLS handshakes completed on `tls` virtuals, and of those resumed from a ticket.
+    pub tls_handshakes: u64,
+    pub tls_resumed: u64,
+    /// Requests answered over TLS (each is also counted as its redirect or status).
+    pub tls_answered: u64,
+    /// TLS connections failed: bad or old-version ClientHellos, not TLS, oversized, closed
+    /// early (an alert or RST was sent).
+    pub tls_failures: u64,
+    /// Half-open TLS entries evicted to make room for a new one.
+    pub tls_evicted: u64,
     drops: [u64; Reason::COUNT],
 }
 
@@ -196,7 +215,12 @@ macro_rules! each_field {
             echo_replies,
             heads_kept,
             heads_evicted,
-            backup_flows_evicted
+            backup_flows_evicted,
+            tls_handshakes,
+            tls_resumed,
+            tls_answered,
+            tls_failures,
+            tls_evicted
         )
     };
 }

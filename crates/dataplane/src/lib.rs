@@ -9,7 +9,9 @@
 //! Paths (DESIGN.md section 2):
 //! - DIP forwarding (the seed's claim 13): client -> DIP:port rewritten to real:port, and
 //!   real -> client back to DIP:port; checksums updated incrementally (RFC 1624).
-//! - The stateless redirect responder for each primary VIP:port (SYN cookies, RFC 4987).
+//! - The stateless redirect responder for each primary VIP:port (SYN cookies, RFC 4987),
+//!   and over TLS 1.3 for a `tls` virtual (a bounded table per worker from the first data
+//!   segment on; TLS connections allocate when they open, nothing else does).
 //! - ARP and ICMP echo replies for the addresses the director owns.
 #![forbid(unsafe_code)]
 
@@ -38,5 +40,5 @@ mod worker;
 pub use counters::{Counters, RealCounters, Reason};
 pub use egress::Verdict;
 pub use nat::{BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS};
-pub use responder::{HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
+pub use responder::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH, HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
 pub use worker::{Worker, WorkerConfig};

@@ -18,6 +18,9 @@ use detour_config::predictor::PickState;
 use detour_config::{Action, Carry, Snapshot};
 
 mod http;
+mod tls;
+
+pub use tls::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH};
 
 pub use http::MAX_HEAD;
 
@@ -134,6 +137,12 @@ pub(crate) struct Responder {
     heads: Table<Head>,
     /// `[..OUT]`: the request head being parsed; `[OUT..]`: the response being built.
     scratch: Box<[u8; 2 * MAX_HEAD]>,
+    /// Connections of `tls` virtuals past their first data segment (see [`tls`]).
+    tls: detour_tls::Table<Key>,
+    /// Whether `tls` has its configured size (`tls-connections` applies at the start).
+    tls_sized: bool,
+    /// When entries past their lifetime are next swept.
+    tls_sweep_at: u64,
 }
 
 impl Responder {
@@ -147,10 +156,13 @@ impl Responder {
             redirects_by_url: Vec::new(),
             heads: Table::new(HEAD_SLOTS, HEAD_TTL_MS, HEAD_PER_PEER, table_key),
             scratch: Box::new([0; 2 * MAX_HEAD]),
+            tls: detour_tls::Table::new(detour_tls::Limits::default()),
+            tls_sized: false,
+            tls_sweep_at: 0,
         }
     }
 
-    /// Follow a new snapshot: predictors restart, per-URL counters follow URLs by identity,
+    /// Follow a new snapshot: predictors restart, per-URL counters follow the carry,
     /// a new cookie secret rotates in (at `now_ms`, or at the next frame's time), and the
     /// snapshot's accepted-only secret (the next one of a rolling change) is accepted.
     pub(crate) fn install(
@@ -166,6 +178,18 @@ impl Responder {
             .map(|v| PickState::new(&v.rotation))
             .collect();
         self.conns.resize(snap.reals.len(), 0);
+        if !self.tls_sized && snap.virtuals.iter().any(|v| v.tls) {
+            let capacity = snap
+                .settings
+                .tls_connections
+                .unwrap_or(detour_config::tls::DEFAULT_TLS_CONNECTIONS)
+                as usize;
+            self.tls = detour_tls::Table::new(detour_tls::Limits {
+                capacity,
+                ..detour_tls::Limits::default()
+            });
+            self.tls_sized = true;
+        }
         self.redirects_by_url = Carry::apply(&carry.urls, &self.redirects_by_url);
         // `self.secret` is the secret cookies are made with; a pending one never made any.
         self.pending_secret = None;

@@ -15,7 +15,7 @@ use siphasher::sip::SipHasher13;
 
 /// A connection's 4-tuple, packed: (remote ip, remote port, local ip, local port). `a_ip` is
 /// the peer whose entries [`Table`] bounds per set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Key {
     pub a_ip: u32,
     pub a_port: u16,

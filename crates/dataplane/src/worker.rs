@@ -139,6 +139,13 @@ impl Worker {
         mine[..n].copy_from_slice(&conns[..n]);
     }
 
+    /// A new batch of frames begins: its budget of TLS handshakes
+    /// ([`crate::HANDSHAKES_PER_BATCH`]).
+    #[inline]
+    pub fn begin_batch(&mut self) {
+        self.responder.tls_batch();
+    }
+
     /// Process one frame received on `port`: the frame is `buf[..len]`; `buf` beyond `len` is
     /// room for a longer reply. `now_ms` is wall-clock milliseconds (directors sharing a cookie
     /// secret must agree on it within a few seconds).
@@ -257,7 +264,15 @@ impl Dispatch<'_> {
             Err(why) => return Verdict::Drop(why),
         };
         if let Some(v) = cx.snap.virtual_at(ip.dst, t.dport) {
-            let action = cx.snap.virtuals[v as usize].action;
+            let ve = &cx.snap.virtuals[v as usize];
+            let action = ve.action;
+            if ve.tls {
+                // Certificates are loaded with the snapshot; without them, no service.
+                let Some(cfg) = cx.snap.tls.clone() else {
+                    return self.responder.refuse(cx, buf, &t);
+                };
+                return self.responder.respond_tls(cx, buf, &t, action, &cfg);
+            }
             return self.responder.respond(cx, buf, &t, action);
         }
         let Some(r) = cx.snap.dip_at(ip.dst, t.dport) else {

@@ -262,8 +262,9 @@ impl Loop {
         };
         match crate::secret::read(p) {
             Ok(s) if self.control.cookie_secrets != Some(s) => {
-                self.control.cookie_secrets = Some(s);
-                self.control.rebuild();
+                if let Err(e) = self.control.set_cookie_secrets(s) {
+                    crate::log!(Event::ConfigRefused, "{e}; the running certificates stay");
+                }
                 crate::log!(
                     Event::ConfigApplied,
                     "cookie secret changed ({}); the previous one is accepted for a grace window",

@@ -198,6 +198,10 @@ fn main() -> ExitCode {
                 Ok(m) => m,
                 Err(code) => return code,
             };
+            if let Err(e) = detour_control::tls::load(&model, &[0; 32]) {
+                eprintln!("{}: {e}", config.display());
+                return ExitCode::FAILURE;
+            }
             let iface = |role| model.settings.interfaces.iter().find(|i| i.role == role);
             let Some(client_if) = client_if.or_else(|| iface(Role::Client).map(|i| i.name.clone()))
             else {
@@ -272,6 +276,11 @@ fn check(file: &std::path::Path, canonical: bool) -> ExitCode {
     };
     match load_bytes(&text, &name) {
         Ok(model) => {
+            // The certificates of `tls` virtuals are read and checked too.
+            if let Err(e) = detour_control::tls::load(&model, &[0; 32]) {
+                eprintln!("{name}: {e}");
+                return ExitCode::FAILURE;
+            }
             if canonical {
                 print!("{}", model.to_config());
             } else {

@@ -290,8 +290,12 @@ pub fn run(plan: Plan) -> Result<(), String> {
     };
     let mut control = control(&plan, net.gateway);
     if let Some(p) = &plan.cookie_secret_file {
-        control.cookie_secrets = Some(crate::secret::read(p)?);
-        control.rebuild();
+        if let Err(e) = control.set_cookie_secrets(crate::secret::read(p)?) {
+            crate::log!(
+                Event::ConfigRefused,
+                "{e}; the certificates loaded at start stay"
+            );
+        }
     }
     let announcer = match &plan.announce {
         Some((ifname, table)) => Some(Announcer::open(ifname, *table)?),

@@ -108,6 +108,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         }
         let t = Instant::now();
         let now = now_ms();
+        w.begin_batch();
         let st = io.run_batch(|buf, len, p| match w.process(buf, len, port_of(p), now) {
             Verdict::Tx { port, len } => Out::Tx {
                 port: if one_armed || port == CLIENT { 0 } else { 1 },

@@ -58,3 +58,27 @@ fn check_reads_bytes_and_points_at_a_bad_one() {
     assert!(err.contains("not a regular file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn check_loads_the_certificates_of_tls_virtuals() {
+    let dir = std::env::temp_dir().join(format!("detour-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../tls/tests/data");
+    let conf = |cert: &str| {
+        format!("virtual 198.18.0.1 tls\ncertificate www.example {data}/{cert} {data}/www.example.key\n")
+    };
+    let good = dir.join("tls.conf");
+    std::fs::write(&good, conf("www.example.pem")).unwrap();
+    let (code, out, err) = check(&good);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("198.18.0.1:443"), "{out}");
+    let bad = dir.join("tls-bad.conf");
+    std::fs::write(&bad, conf("rsa.example.pem")).unwrap();
+    let (code, _, err) = check(&bad);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("certificate www.example: the key does not match"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
