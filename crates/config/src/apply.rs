@@ -64,6 +64,17 @@ impl Model {
         };
         let col = *col;
         let real_addr = real.unwrap_or(*addr);
+        if real_addr.is_ipv4() != addr.is_ipv4() {
+            return Err(LineError::new(
+                col,
+                "a DIP and its real in one address family",
+                format!(
+                    "DIP {} with real {}",
+                    quoted(&addr.to_string()),
+                    quoted(&real_addr.to_string())
+                ),
+            ));
+        }
         if self.virtual_by_addr(*addr).is_some() {
             return Err(LineError::new(
                 col,
@@ -140,6 +151,7 @@ impl Model {
                     ))
                 }
             };
+            self.same_family(v, member, m)?;
             if resolved.iter().any(|(x, _)| *x == member) {
                 return Err(LineError::new(
                     m.col,
@@ -234,6 +246,15 @@ impl Model {
         } else {
             let b = backup.as_ref().expect("parser gives a backup id");
             let bt = self.find_target(b)?;
+            if let (Some(x), Some(y)) = (self.target_addr(src), self.target_addr(bt)) {
+                if x.is_ipv4() != y.is_ipv4() {
+                    return Err(LineError::new(
+                        b.col,
+                        format!("a backup of the same address family as {x}"),
+                        quoted(&b.text),
+                    ));
+                }
+            }
             // Walk the chain from the new backup; reaching the source again is a cycle.
             let mut chain = vec![self.target_id(src), self.target_id(bt)];
             let mut cur = Some(bt);

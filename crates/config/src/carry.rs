@@ -97,7 +97,10 @@ mod tests {
         let old_counts: Vec<u64> = a
             .reals
             .iter()
-            .map(|r| u64::from(r.addr.ip().octets()[3]) * 10)
+            .map(|r| match r.addr.ip() {
+                std::net::IpAddr::V4(a) => u64::from(a.octets()[3]) * 10,
+                std::net::IpAddr::V6(_) => 0,
+            })
             .collect();
         let moved = Carry::apply(&c.reals, &old_counts);
         assert_eq!(

@@ -12,10 +12,10 @@ use crate::commands::{Verb, VERBS};
 use crate::error::{quoted, LineError};
 use crate::predictor::Predictor;
 use crate::url::UrlTemplate;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-pub use crate::parse::{maybe_addr, sock_addr};
+pub use crate::parse::{looks_like_addr, maybe_addr, sock_addr};
 
 /// Longest accepted line, in bytes.
 pub const MAX_LINE: usize = 8192;
@@ -138,17 +138,17 @@ pub enum Command {
     /// `virtual <ip>[:port] [tls]`: a primary virtual server (`tls`: it answers over TLS 1.3,
     /// port 443 unless given).
     Virtual {
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         col: usize,
         tls: bool,
     },
     /// `real <ip>[:port]`: a real server.
-    Real { addr: SocketAddrV4, col: usize },
+    Real { addr: SocketAddr, col: usize },
     /// `dip <ip>[:port] [real <ip>[:port]]` (also `direct-ip`, `direct - ip`): a secondary
     /// virtual paired 1-to-1 with a real at the same address, or at `real` (NAT case).
     Dip {
-        addr: SocketAddrV4,
-        real: Option<SocketAddrV4>,
+        addr: SocketAddr,
+        real: Option<SocketAddr>,
         /// Column of the address, for errors found by the model.
         col: usize,
     },

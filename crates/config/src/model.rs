@@ -8,7 +8,7 @@ use crate::error::{quoted, Error, LineError};
 use crate::lang::{self, Command, HealthCheck, Kind, Ref, Removable, Role, State};
 use crate::predictor::Predictor;
 use crate::url::UrlTemplate;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// Most errors reported for one file.
 pub const MAX_ERRORS: usize = 50;
@@ -26,7 +26,7 @@ pub struct Model {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Virtual {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub kind: VirtualKind,
     /// For a DIP this is unused: a DIP shares its real's state.
     pub state: State,
@@ -62,7 +62,7 @@ pub enum Target {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Real {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub weight: u32,
     pub state: State,
     pub backup: Option<Target>,
@@ -157,10 +157,10 @@ impl Model {
         }
     }
 
-    pub fn virtual_by_addr(&self, a: SocketAddrV4) -> Option<usize> {
+    pub fn virtual_by_addr(&self, a: SocketAddr) -> Option<usize> {
         self.virtuals.iter().position(|v| v.addr == a)
     }
-    pub fn real_by_addr(&self, a: SocketAddrV4) -> Option<usize> {
+    pub fn real_by_addr(&self, a: SocketAddr) -> Option<usize> {
         self.reals.iter().position(|r| r.addr == a)
     }
     pub fn url_by_id(&self, id: &str) -> Option<usize> {
@@ -168,12 +168,12 @@ impl Model {
     }
 
     /// The canonical id of a virtual or real: `ip:port`.
-    pub fn addr_id(a: SocketAddrV4) -> String {
+    pub fn addr_id(a: SocketAddr) -> String {
         a.to_string()
     }
 
-    pub(crate) fn addr_of(r: &Ref) -> Result<Option<SocketAddrV4>, LineError> {
-        if r.text.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+    pub(crate) fn addr_of(r: &Ref) -> Result<Option<SocketAddr>, LineError> {
+        if lang::looks_like_addr(&r.text) {
             let t = lang::Token {
                 text: &r.text,
                 col: r.col,
@@ -238,6 +238,15 @@ impl Model {
         }
     }
 
+    /// The address of a real or virtual (a url has none).
+    pub(crate) fn target_addr(&self, t: Target) -> Option<SocketAddr> {
+        match t {
+            Target::Real(i) => Some(self.reals[i].addr),
+            Target::Virtual(i) => Some(self.virtuals[i].addr),
+            Target::Url(_) => None,
+        }
+    }
+
     pub(crate) fn backup_of(&self, t: Target) -> Option<Target> {
         match t {
             Target::Real(i) => self.reals[i].backup,
@@ -248,7 +257,7 @@ impl Model {
 
     pub(crate) fn addr_in_use(
         &self,
-        a: SocketAddrV4,
+        a: SocketAddr,
         col: usize,
         text: &str,
     ) -> Result<(), LineError> {
@@ -267,6 +276,27 @@ impl Model {
             ));
         }
         Ok(())
+    }
+
+    /// The address a real bound directly is redirected to: its DIP's, else its own.
+    pub fn redirect_addr(&self, r: usize) -> SocketAddr {
+        let real = &self.reals[r];
+        real.dip.map(|d| self.virtuals[d].addr).unwrap_or(real.addr)
+    }
+
+    /// A virtual's rotation stays in one family: a real bound directly is redirected to an
+    /// address of the virtual's family (a client of one family cannot follow the other).
+    pub(crate) fn same_family(&self, v: usize, m: Member, r: &Ref) -> Result<(), LineError> {
+        let Member::Real(i) = m else { return Ok(()) };
+        let (va, ra) = (self.virtuals[v].addr, self.redirect_addr(i));
+        if va.is_ipv4() == ra.is_ipv4() {
+            return Ok(());
+        }
+        Err(LineError::new(
+            r.col,
+            format!("a real of the virtual's family ({va})"),
+            format!("{} (redirected to {ra})", quoted(&r.text)),
+        ))
     }
 
     pub(crate) fn check_room(len: usize, col: usize, what: &str) -> Result<(), LineError> {
@@ -529,7 +559,7 @@ impl Model {
     }
 }
 
-pub(crate) fn new_real(addr: SocketAddrV4) -> Real {
+pub(crate) fn new_real(addr: SocketAddr) -> Real {
     Real {
         addr,
         weight: 1,

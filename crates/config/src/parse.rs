@@ -9,7 +9,7 @@ use crate::lang::{
 };
 use crate::predictor::Predictor;
 use crate::url::{UrlTemplate, REDIRECT_CODES};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// Port of a `tls` virtual given without one.
@@ -17,10 +17,17 @@ pub const TLS_PORT: u16 = 443;
 
 /// `virtual <ip>[:port] [tls]`.
 pub(crate) fn virtual_(c: &mut Cursor) -> Result<Command, LineError> {
-    let t = c.next("an IPv4 address with optional :port")?;
+    let t = c.next(ADDR)?;
     let mut addr = sock_addr(&t)?;
     let tls = c.eat("tls");
-    if tls && !t.text.contains(':') {
+    if tls && addr.is_ipv6() {
+        return Err(LineError::new(
+            t.col,
+            "an IPv4 address (TLS virtuals are IPv4 only)",
+            quoted(t.text),
+        ));
+    }
+    if tls && !has_port(t.text) {
         addr.set_port(TLS_PORT);
     }
     Ok(Command::Virtual {
@@ -32,7 +39,7 @@ pub(crate) fn virtual_(c: &mut Cursor) -> Result<Command, LineError> {
 
 /// `real <ip>[:port]`.
 pub(crate) fn real(c: &mut Cursor) -> Result<Command, LineError> {
-    let t = c.next("an IPv4 address with optional :port")?;
+    let t = c.next(ADDR)?;
     Ok(Command::Real {
         addr: sock_addr(&t)?,
         col: t.col,
@@ -195,15 +202,20 @@ pub(crate) fn cores(c: &mut Cursor) -> Result<Command, LineError> {
 
 pub(crate) fn gateway(c: &mut Cursor) -> Result<Command, LineError> {
     let t = c.next("the IPv4 address of the client-side next hop")?;
-    let a = sock_addr(&t)?;
-    if t.text.contains(':') {
-        return Err(LineError::new(
+    match sock_addr(&t).map(|a| a.ip()) {
+        Ok(IpAddr::V4(ip)) if !t.text.contains(':') => Ok(Command::Gateway { addr: ip }),
+        Err(e) if !looks_like_addr(t.text) => Err(LineError::new(
+            e.col,
+            "an IPv4 address without a port",
+            quoted(t.text),
+        )),
+        Err(e) => Err(e),
+        Ok(_) => Err(LineError::new(
             t.col,
             "an IPv4 address without a port",
             quoted(t.text),
-        ));
+        )),
     }
-    Ok(Command::Gateway { addr: *a.ip() })
 }
 
 pub(crate) fn metrics(c: &mut Cursor) -> Result<Command, LineError> {
@@ -226,12 +238,10 @@ pub(crate) fn metrics(c: &mut Cursor) -> Result<Command, LineError> {
 }
 
 pub(crate) fn dip(c: &mut Cursor) -> Result<Command, LineError> {
-    let t = c.next("an IPv4 address with optional :port")?;
+    let t = c.next(ADDR)?;
     let addr = sock_addr(&t)?;
     let real = if c.eat("real") {
-        Some(sock_addr(&c.next(
-            "the real server's IPv4 address with optional :port",
-        )?)?)
+        Some(sock_addr(&c.next(ADDR)?)?)
     } else {
         None
     };
@@ -372,22 +382,40 @@ pub(crate) fn health_check(c: &mut Cursor) -> Result<Command, LineError> {
     Ok(Command::HealthCheck { target, check })
 }
 
-/// `a.b.c.d` or `a.b.c.d:port` (port 1..=65535, default 80).
-pub fn sock_addr(t: &Token) -> Result<SocketAddrV4, LineError> {
-    let expected = "an IPv4 address with optional :port";
-    let (ip, port) = match t.text.split_once(':') {
-        Some((ip, port)) => (ip, Some(port)),
-        None => (t.text, None),
+/// What an address token is described as in errors.
+pub(crate) const ADDR: &str =
+    "an address with optional port (`a.b.c.d[:port]`, `[v6][:port]` or bare `v6`)";
+
+/// `a.b.c.d`, `a.b.c.d:port`, `[v6]`, `[v6]:port` or a bare `v6` (port 1..=65535, default
+/// 80). Unspecified, broadcast and multicast addresses are refused, and so are IPv4-mapped
+/// IPv6 addresses (write the IPv4 address).
+pub fn sock_addr(t: &Token) -> Result<SocketAddr, LineError> {
+    let bad = || LineError::new(t.col, ADDR, quoted(t.text));
+    let (ip, port): (IpAddr, Option<&str>) = if let Some(rest) = t.text.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(bad)?),
+        };
+        (IpAddr::V6(ip.parse::<Ipv6Addr>().map_err(|_| bad())?), port)
+    } else if t.text.bytes().filter(|&b| b == b':').count() > 1 {
+        (
+            IpAddr::V6(t.text.parse::<Ipv6Addr>().map_err(|_| bad())?),
+            None,
+        )
+    } else {
+        let (ip, port) = match t.text.split_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (t.text, None),
+        };
+        (IpAddr::V4(ip.parse::<Ipv4Addr>().map_err(|_| bad())?), port)
     };
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| LineError::new(t.col, expected, quoted(t.text)))?;
-    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(LineError::new(
-            t.col,
-            "a unicast IPv4 address",
-            quoted(t.text),
-        ));
+    let unusable = match ip {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || a.to_ipv4_mapped().is_some(),
+    };
+    if unusable {
+        return Err(LineError::new(t.col, "a unicast address", quoted(t.text)));
     }
     let port = match port {
         None => DEFAULT_PORT,
@@ -399,15 +427,32 @@ pub fn sock_addr(t: &Token) -> Result<SocketAddrV4, LineError> {
             number(&pt, 1, 65535, "a port (1 to 65535)")? as u16
         }
     };
-    Ok(SocketAddrV4::new(ip, port))
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// True when an address token names its port (`a.b.c.d:port`, `[v6]:port`; a bare IPv6
+/// address never does).
+fn has_port(text: &str) -> bool {
+    if text.starts_with('[') {
+        text.contains("]:")
+    } else {
+        text.bytes().filter(|&b| b == b':').count() == 1
+    }
+}
+
+/// True when a token is written as an address (a digit first, a `[`, or a `:` anywhere;
+/// ids of urls hold none of these).
+pub fn looks_like_addr(text: &str) -> bool {
+    text.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'[')
+        || text.contains(':')
 }
 
 /// Parse a token that may be an address; `None` when it is not written as one.
-pub fn maybe_addr(text: &str) -> Option<SocketAddrV4> {
-    let t = Token { text, col: 1 };
-    let first = text.bytes().next()?;
-    if first.is_ascii_digit() {
-        sock_addr(&t).ok()
+pub fn maybe_addr(text: &str) -> Option<SocketAddr> {
+    if looks_like_addr(text) {
+        sock_addr(&Token { text, col: 1 }).ok()
     } else {
         None
     }

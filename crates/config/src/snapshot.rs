@@ -13,7 +13,7 @@ use crate::model::{Link, Member, Model, Settings, Target, VirtualKind};
 use crate::predictor::{stable_key, Candidate, Predictor, Rotation};
 use crate::url::UrlTemplate;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// What the director does with new traffic for a virtual or a real's DIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +39,8 @@ pub struct Snapshot {
     vips: AddrTable,
     dips: AddrTable,
     real_addrs: AddrTable,
-    owned: Vec<u32>,
-    real_ips: Vec<u32>,
+    owned: IpSet,
+    real_ips: IpSet,
     pub cookie_secret: Option<[u8; 32]>,
     pub settings: Settings,
     /// MAC of the client-side next hop; filled by the runtime (zero until known).
@@ -57,7 +57,7 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub struct VirtualEntry {
     pub id: String,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Answers over TLS 1.3 with [`Snapshot::tls`]'s certificates.
     pub tls: bool,
     pub state: State,
@@ -87,9 +87,9 @@ pub struct MemberEntry {
 #[derive(Clone, Debug)]
 pub struct RealEntry {
     pub id: String,
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     /// Its DIP, if it has one.
-    pub dip: Option<SocketAddrV4>,
+    pub dip: Option<SocketAddr>,
     pub state: State,
     pub weight: u32,
     /// What traffic to its DIP gets: `Forward(self)` while in service or sticky, else the backup's.
@@ -110,26 +110,66 @@ pub struct UrlEntry {
     pub implicit: bool,
 }
 
-/// A sorted table from (IPv4, port) to an index, searched by bisection.
+/// Sorted tables from (address, port) to an index, searched by bisection: IPv4 keys packed
+/// in a `u64` (one compare per step), IPv6 keys as `(u128, port)`.
 #[derive(Clone, Debug, Default)]
-struct AddrTable(Vec<(u64, u32)>);
+struct AddrTable {
+    v4: Vec<(u64, u32)>,
+    v6: Vec<((u128, u16), u32)>,
+}
 
 fn key(ip: Ipv4Addr, port: u16) -> u64 {
     (u64::from(u32::from(ip)) << 16) | u64::from(port)
 }
 
 impl AddrTable {
-    fn build(mut v: Vec<(u64, u32)>) -> Self {
-        v.sort_unstable();
-        AddrTable(v)
+    fn build(entries: impl Iterator<Item = (SocketAddr, u32)>) -> Self {
+        let mut t = AddrTable::default();
+        for (a, i) in entries {
+            match a.ip() {
+                IpAddr::V4(ip) => t.v4.push((key(ip, a.port()), i)),
+                IpAddr::V6(ip) => t.v6.push(((u128::from(ip), a.port()), i)),
+            }
+        }
+        t.v4.sort_unstable();
+        t.v6.sort_unstable();
+        t
     }
     #[inline]
     fn get(&self, ip: Ipv4Addr, port: u16) -> Option<u32> {
         let k = key(ip, port);
-        self.0
-            .binary_search_by_key(&k, |e| e.0)
-            .ok()
-            .map(|i| self.0[i].1)
+        let i = self.v4.binary_search_by_key(&k, |e| e.0).ok()?;
+        Some(self.v4[i].1)
+    }
+    #[inline]
+    fn get6(&self, ip: Ipv6Addr, port: u16) -> Option<u32> {
+        let k = (u128::from(ip), port);
+        let i = self.v6.binary_search_by_key(&k, |e| e.0).ok()?;
+        Some(self.v6[i].1)
+    }
+}
+
+/// Sorted, deduplicated sets of addresses of both families.
+#[derive(Clone, Debug, Default)]
+struct IpSet {
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+}
+
+impl IpSet {
+    fn build(ips: impl Iterator<Item = IpAddr>) -> Self {
+        let mut s = IpSet::default();
+        for ip in ips {
+            match ip {
+                IpAddr::V4(a) => s.v4.push(u32::from(a)),
+                IpAddr::V6(a) => s.v6.push(u128::from(a)),
+            }
+        }
+        s.v4.sort_unstable();
+        s.v4.dedup();
+        s.v6.sort_unstable();
+        s.v6.dedup();
+        s
     }
 }
 
@@ -266,13 +306,6 @@ fn real_entries(m: &Model) -> Vec<RealEntry> {
         .collect()
 }
 
-fn sorted_ips(ips: impl Iterator<Item = Ipv4Addr>) -> Vec<u32> {
-    let mut v: Vec<u32> = ips.map(u32::from).collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
 impl Snapshot {
     /// Compile a model. The model's invariants (checked by `apply`) make this infallible.
     pub fn compile(m: &Model, epoch: u64) -> Snapshot {
@@ -330,29 +363,16 @@ impl Snapshot {
         Snapshot {
             epoch,
             carry: crate::carry::Carry::default(),
-            vips: AddrTable::build(
-                virtuals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (key(*v.addr.ip(), v.addr.port()), i as u32))
-                    .collect(),
-            ),
+            vips: AddrTable::build(virtuals.iter().zip(0..).map(|(v, i)| (v.addr, i))),
             dips: AddrTable::build(
                 reals
                     .iter()
-                    .enumerate()
-                    .filter_map(|(i, r)| r.dip.map(|d| (key(*d.ip(), d.port()), i as u32)))
-                    .collect(),
+                    .zip(0..)
+                    .filter_map(|(r, i)| r.dip.map(|d| (d, i))),
             ),
-            real_addrs: AddrTable::build(
-                reals
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (key(*r.addr.ip(), r.addr.port()), i as u32))
-                    .collect(),
-            ),
-            owned: sorted_ips(m.virtuals.iter().map(|v| *v.addr.ip())),
-            real_ips: sorted_ips(reals.iter().map(|r| *r.addr.ip())),
+            real_addrs: AddrTable::build(reals.iter().zip(0..).map(|(r, i)| (r.addr, i))),
+            owned: IpSet::build(m.virtuals.iter().map(|v| v.addr.ip())),
+            real_ips: IpSet::build(reals.iter().map(|r| r.addr.ip())),
             virtuals,
             reals,
             urls,
@@ -381,21 +401,56 @@ impl Snapshot {
         self.real_addrs.get(ip, port)
     }
 
+    /// The primary virtual at \[VIP\]:port (IPv6).
+    #[inline]
+    pub fn virtual_at6(&self, ip: Ipv6Addr, port: u16) -> Option<u32> {
+        self.vips.get6(ip, port)
+    }
+
+    /// The real whose DIP is \[DIP\]:port (IPv6).
+    #[inline]
+    pub fn dip_at6(&self, ip: Ipv6Addr, port: u16) -> Option<u32> {
+        self.dips.get6(ip, port)
+    }
+
+    /// The real at its own \[address\]:port (IPv6 return traffic).
+    #[inline]
+    pub fn real_at6(&self, ip: Ipv6Addr, port: u16) -> Option<u32> {
+        self.real_addrs.get6(ip, port)
+    }
+
     /// True for an address the director answers ARP and ICMP echo for (VIPs and DIPs).
     #[inline]
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.owned.binary_search(&u32::from(ip)).is_ok()
+        self.owned.v4.binary_search(&u32::from(ip)).is_ok()
+    }
+
+    /// True for an IPv6 address the director answers neighbour solicitations and echo for.
+    #[inline]
+    pub fn owns6(&self, ip: Ipv6Addr) -> bool {
+        self.owned.v6.binary_search(&u128::from(ip)).is_ok()
     }
 
     /// True for the address of some real (any port).
     #[inline]
     pub fn is_real_ip(&self, ip: Ipv4Addr) -> bool {
-        self.real_ips.binary_search(&u32::from(ip)).is_ok()
+        self.real_ips.v4.binary_search(&u32::from(ip)).is_ok()
     }
 
-    /// The addresses the director owns, ascending.
+    /// True for the IPv6 address of some real (any port).
+    #[inline]
+    pub fn is_real_ip6(&self, ip: Ipv6Addr) -> bool {
+        self.real_ips.v6.binary_search(&u128::from(ip)).is_ok()
+    }
+
+    /// The IPv4 addresses the director owns, ascending.
     pub fn owned_addrs(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        self.owned.iter().map(|&a| Ipv4Addr::from(a))
+        self.owned.v4.iter().map(|&a| Ipv4Addr::from(a))
+    }
+
+    /// The IPv6 addresses the director owns, ascending.
+    pub fn owned_addrs6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.owned.v6.iter().map(|&a| Ipv6Addr::from(a))
     }
 
     pub fn describe(&self, a: Action) -> String {
@@ -487,17 +542,23 @@ impl Snapshot {
                 u.template.as_str()
             );
         }
-        let owned: Vec<String> = self.owned_addrs().map(|a| a.to_string()).collect();
-        let _ = writeln!(s, "\nOWNED ADDRESSES (ARP/ICMP)\n  {}", owned.join(" "));
+        let owned: Vec<String> = (self.owned_addrs().map(IpAddr::V4))
+            .chain(self.owned_addrs6().map(IpAddr::V6))
+            .map(|a| a.to_string())
+            .collect();
+        let _ = writeln!(s, "\nOWNED ADDRESSES (ARP/NDP/ICMP)\n  {}", owned.join(" "));
         s
     }
 }
 
 fn implicit_url(m: &Model, r: usize) -> UrlEntry {
     let real = &m.reals[r];
-    let a = real.dip.map(|d| m.virtuals[d].addr).unwrap_or(real.addr);
+    let a = m.redirect_addr(r);
     let text = if a.port() == 80 {
-        format!("http://{}/%d", a.ip())
+        match a.ip() {
+            IpAddr::V4(ip) => format!("http://{ip}/%d"),
+            IpAddr::V6(ip) => format!("http://[{ip}]/%d"),
+        }
     } else {
         format!("http://{a}/%d")
     };

@@ -26,7 +26,7 @@
 //! authority of the redirect beyond the host name it already asked for.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// Longest accepted URL template, in bytes.
@@ -646,8 +646,9 @@ pub struct Request<'a> {
     /// Raw `Host` header value (whitespace around it stripped), unvalidated; `None` without
     /// a `Host` header.
     pub host: Option<&'a [u8]>,
-    /// The virtual's IP address: the `%h` of a request without a `Host` header.
-    pub vip: Ipv4Addr,
+    /// The virtual's IP address: the `%h` of a request without a `Host` header (an IPv6
+    /// address in brackets).
+    pub vip: IpAddr,
     /// The port the request arrived on: `%s`.
     pub port: u16,
     /// Raw request-target, e.g. `b"/a/b?x"`.
@@ -708,10 +709,10 @@ fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
     &buf[i..]
 }
 
-/// The `%h` text: a validated Host or the VIP in dotted form, without allocation.
+/// The `%h` text: a validated Host or the VIP (dotted, or bracketed IPv6), without allocation.
 enum HostText<'a> {
     Header(&'a [u8]),
-    Vip([u8; 15], usize),
+    Vip([u8; 41], usize),
 }
 
 impl HostText<'_> {
@@ -723,21 +724,36 @@ impl HostText<'_> {
     }
 }
 
-fn vip_text(vip: Ipv4Addr) -> HostText<'static> {
-    let mut out = [0u8; 15];
-    let mut len = 0;
-    for (k, octet) in vip.octets().into_iter().enumerate() {
-        if k > 0 {
-            out[len] = b'.';
-            len += 1;
-        }
-        let mut tmp = [0u8; 20];
-        for &d in decimal(usize::from(octet), &mut tmp) {
-            out[len] = d;
-            len += 1;
-        }
+/// A `fmt::Write` over a fixed array (the VIP's text; never longer than 41 bytes).
+struct Fixed {
+    buf: [u8; 41],
+    len: usize,
+}
+
+impl std::fmt::Write for Fixed {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
-    HostText::Vip(out, len)
+}
+
+fn vip_text(vip: IpAddr) -> HostText<'static> {
+    use std::fmt::Write as _;
+    let mut out = Fixed {
+        buf: [0; 41],
+        len: 0,
+    };
+    // At most 15 bytes (IPv4) or 2 + 39 (bracketed IPv6): the array always holds it.
+    let _ = match vip {
+        IpAddr::V4(a) => write!(out, "{a}"),
+        IpAddr::V6(a) => write!(out, "[{a}]"),
+    };
+    HostText::Vip(out.buf, out.len)
 }
 
 /// The request-target's path for `%d`: leading `/` removed, fragment dropped.
@@ -999,7 +1015,7 @@ mod tests {
     fn req<'a>(host: Option<&'a [u8]>, target: &'a [u8]) -> Request<'a> {
         Request {
             host,
-            vip: VIP,
+            vip: IpAddr::V4(VIP),
             port: 80,
             target,
             head_only: false,
@@ -1391,15 +1407,30 @@ mod tests {
         let r = req(None, b"/a");
         assert_eq!(exp("http://%h/%d", &r).unwrap(), "http://198.18.0.10/a");
         let r = Request {
-            vip: Ipv4Addr::new(0, 0, 0, 0),
+            vip: Ipv4Addr::new(0, 0, 0, 0).into(),
             ..r
         };
         assert_eq!(exp("http://%h/", &r).unwrap(), "http://0.0.0.0/");
         let r = Request {
-            vip: Ipv4Addr::new(255, 255, 255, 255),
+            vip: Ipv4Addr::new(255, 255, 255, 255).into(),
             ..r
         };
         assert_eq!(exp("http://%h/", &r).unwrap(), "http://255.255.255.255/");
+        let r = Request {
+            vip: "2001:db8::1".parse().unwrap(),
+            ..r
+        };
+        assert_eq!(exp("http://%h/%d", &r).unwrap(), "http://[2001:db8::1]/a");
+        let longest: Ipv6Addr = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let r = Request {
+            vip: longest.into(),
+            port: 8080,
+            ..r
+        };
+        assert_eq!(
+            exp("http://%h:%s/", &r).unwrap(),
+            "http://[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:8080/"
+        );
     }
 
     #[test]
@@ -1723,7 +1754,7 @@ Content-Length: 132\r\n\
             }
             let r = Request {
                 host: host.as_deref(),
-                vip: VIP,
+                vip: IpAddr::V4(VIP),
                 port,
                 target: &target,
                 head_only,

@@ -3,7 +3,7 @@
 
 use detour_config::lang::{parse_line, Command, HealthKind, Kind, Role, State};
 use detour_config::predictor::Predictor;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 fn ok(line: &str) -> Command {
@@ -31,7 +31,7 @@ fn assert_err(line: &str, col: usize, expected: &str, found: &str) {
     assert!(f.contains(found), "{line:?}: found {found:?} in {f:?}");
 }
 
-fn sa(s: &str) -> SocketAddrV4 {
+fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
@@ -65,6 +65,45 @@ fn virtual_real_and_ports() {
         Command::Real {
             addr: sa("198.18.1.2:81"),
             col: 6
+        }
+    );
+}
+
+#[test]
+fn ipv6_ids_bracketed_or_bare() {
+    let v = |line, addr, col| {
+        assert_eq!(
+            ok(line),
+            Command::Virtual {
+                addr: sa(addr),
+                col,
+                tls: false
+            }
+        )
+    };
+    v("virtual [2001:db8::1]:8080", "[2001:db8::1]:8080", 9);
+    v("virtual [2001:db8::1]", "[2001:db8::1]:80", 9);
+    v("virtual 2001:db8::1", "[2001:db8::1]:80", 9);
+    v("virtual 2001:DB8:0::1", "[2001:db8::1]:80", 9);
+    // TLS virtuals are IPv4 only.
+    assert_err(
+        "virtual 2001:db8::1 tls",
+        9,
+        "TLS virtuals are IPv4 only",
+        "2001:db8::1",
+    );
+    assert_err(
+        "virtual [2001:db8::1]:8443 tls",
+        9,
+        "IPv4",
+        "[2001:db8::1]:8443",
+    );
+    assert_eq!(
+        ok("dip [2001:db8::2]:80 real [2001:db8:1::2]:8080"),
+        Command::Dip {
+            addr: sa("[2001:db8::2]:80"),
+            real: Some(sa("[2001:db8:1::2]:8080")),
+            col: 5
         }
     );
 }
@@ -232,9 +271,27 @@ fn extensions() {
 fn refusals_point_at_the_exact_column() {
     assert_err("frobnicate 1.2.3.4", 1, "a command", "`frobnicate`");
     assert_err("   bnid x", 4, "a command", "`bnid`");
-    assert_err("virtual", 8, "IPv4 address", "end of line");
-    assert_err("virtual 198.18.0.256", 9, "IPv4 address", "`198.18.0.256`");
-    assert_err("virtual www.acme.com", 9, "IPv4 address", "`www.acme.com`");
+    assert_err("virtual", 8, "an address", "end of line");
+    assert_err("virtual 198.18.0.256", 9, "an address", "`198.18.0.256`");
+    assert_err("virtual www.acme.com", 9, "an address", "`www.acme.com`");
+    assert_err("virtual [2001:db8::1", 9, "an address", "`[2001:db8::1`");
+    assert_err(
+        "virtual [2001:db8::1]80",
+        9,
+        "an address",
+        "`[2001:db8::1]80`",
+    );
+    assert_err("virtual 2001:db8::g", 9, "an address", "`2001:db8::g`");
+    assert_err("virtual [2001:db8::1]:0", 23, "a port", "`0`");
+    assert_err("virtual [ff02::1]:80", 9, "unicast", "ff02::1");
+    assert_err("real ::", 6, "unicast", "::");
+    assert_err(
+        "real [::ffff:198.18.0.1]",
+        6,
+        "unicast",
+        "::ffff:198.18.0.1",
+    );
+    assert_err("gateway 2001:db8::1", 9, "IPv4 address", "2001:db8::1");
     assert_err("virtual 198.18.0.1:0", 20, "a port", "`0`");
     assert_err("virtual 198.18.0.1:65536", 20, "a port", "`65536`");
     assert_err("virtual 198.18.0.1:http", 20, "a port", "`http`");
@@ -243,12 +300,7 @@ fn refusals_point_at_the_exact_column() {
     assert_err("real 0.0.0.0", 6, "unicast", "0.0.0.0");
     assert_err("direct ip 198.18.0.2", 8, "`- ip`", "`ip`");
     assert_err("direct -", 9, "`- ip`", "end of line");
-    assert_err(
-        "dip 198.18.0.2 real",
-        20,
-        "real server's IPv4",
-        "end of line",
-    );
+    assert_err("dip 198.18.0.2 real", 20, "an address", "end of line");
     assert_err("url 1bad http://x", 5, "a url id", "`1bad`");
     assert_err("url all http://x", 5, "a url id", "`all`");
     assert_err(

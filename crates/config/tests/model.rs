@@ -260,7 +260,7 @@ fn undefined_duplicate_and_misdirected_references_are_refused() {
         BASE,
         "virtual 198.18.0.300",
         9,
-        "an IPv4 address",
+        "an address",
         "198.18.0.300",
     );
 }
@@ -426,4 +426,82 @@ fn objects_are_removed_only_when_nothing_refers_to_them() {
         .iter()
         .all(|v| v.addr.to_string() != "198.18.0.1:80"));
     assert_eq!(model(&m.to_config()), m);
+}
+
+/// A dual-stack config: IPv6 virtuals, DIPs (same address and NAT) and reals beside IPv4 ones.
+const DUAL: &str = "virtual 198.18.0.1\nvirtual [2001:db8::1]:80\ndip 198.18.0.2\ndip [2001:db8::2] real [2001:db8:1::2]:8080\ndip 2001:db8::3\nreal 2001:db8:1::9\nbind [2001:db8::1]:80 2001:db8::2 [2001:db8::3]:80 2001:db8:1::9\nbind 198.18.0.1 198.18.0.2\nweight [2001:db8:1::2]:8080 3\nbackup [2001:db8:1::9]:80 [2001:db8::1]:80\nhealth-check [2001:db8:1::2]:8080 http path /hc\nout-of-service real [2001:db8::3]:80 maintenance\n";
+
+#[test]
+fn ipv6_ids_apply_and_write_back_canonically() {
+    let m = model(DUAL);
+    assert_eq!(m.virtuals[1].addr, "[2001:db8::1]:80".parse().unwrap());
+    let r = m
+        .real_by_addr("[2001:db8:1::2]:8080".parse().unwrap())
+        .unwrap();
+    assert_eq!(m.reals[r].weight, 3);
+    assert!(m.reals[r].health.is_some());
+    assert_eq!(
+        m.virtuals[m.reals[r].dip.unwrap()].addr.to_string(),
+        "[2001:db8::2]:80"
+    );
+    let text = m.to_config();
+    for line in [
+        "virtual [2001:db8::1]:80\n",
+        "dip [2001:db8::2]:80 real [2001:db8:1::2]:8080\n",
+        "dip [2001:db8::3]:80\n",
+        "weight [2001:db8:1::2]:8080 3\n",
+        "backup [2001:db8:1::9]:80 [2001:db8::1]:80\n",
+        "out-of-service real [2001:db8::3]:80 maintenance\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    assert_eq!(model(&text), m, "round trip through the written config");
+    assert_eq!(model(&model(&text).to_config()).to_config(), text);
+}
+
+#[test]
+fn families_do_not_mix_in_a_rotation_or_a_dip() {
+    refused(
+        DUAL,
+        "dip 198.18.0.7 real [2001:db8:1::7]",
+        5,
+        "one address family",
+        "2001:db8:1::7",
+    );
+    refused(
+        DUAL,
+        "dip [2001:db8::7] real 198.18.1.7",
+        5,
+        "one address family",
+        "198.18.1.7",
+    );
+    refused(
+        DUAL,
+        "bind 198.18.0.1 [2001:db8::3]",
+        17,
+        "family",
+        "[2001:db8::3]",
+    );
+    refused(
+        DUAL,
+        "bind [2001:db8::1] 198.18.0.2",
+        20,
+        "family",
+        "198.18.0.2",
+    );
+    refused(
+        DUAL,
+        "backup [2001:db8:1::2]:8080 198.18.0.2",
+        29,
+        "same address family",
+        "198.18.0.2",
+    );
+    // A url of any host may join either family's rotation; the same address in another
+    // family's spelling is another object.
+    let m = model(&format!(
+        "{DUAL}url u http://[2001:db8::9]/%d\nbind 198.18.0.1 u\n"
+    ));
+    assert!(m
+        .virtual_by_addr("[::ffff:198.18.0.1]:80".parse().unwrap())
+        .is_none());
 }

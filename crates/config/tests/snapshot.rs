@@ -232,7 +232,7 @@ fn a_request_to_acme_is_answered_with_the_picked_url_expanded() {
     let mut st = PickState::new(&v.rotation);
     let req = Request {
         host: Some(b"www.acme.com"),
-        vip: ip("198.18.0.1"),
+        vip: ip("198.18.0.1").into(),
         port: 80,
         target: b"/cart.html",
         head_only: false,
@@ -261,4 +261,27 @@ fn a_request_to_acme_is_answered_with_the_picked_url_expanded() {
             "http://coyote.acme.com/cart.html"
         ]
     );
+}
+
+#[test]
+fn lookup_tables_answer_for_both_families() {
+    let s = snap("virtual 198.18.0.1\nvirtual [2001:db8::1]:80\ndip [2001:db8::2] real [2001:db8:1::2]:8080\ndip 198.18.0.2\nbind [2001:db8::1] 2001:db8::2\n");
+    let v6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let d6: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+    let r6: std::net::Ipv6Addr = "2001:db8:1::2".parse().unwrap();
+    let v = s.virtual_at6(v6, 80).unwrap();
+    assert_eq!(s.virtuals[v as usize].id, "[2001:db8::1]:80");
+    assert_eq!(s.virtual_at6(v6, 81), None);
+    assert_eq!(s.virtual_at(ip("198.18.0.1"), 80), Some(0));
+    let r = s.dip_at6(d6, 80).unwrap();
+    assert_eq!(s.reals[r as usize].id, "[2001:db8:1::2]:8080");
+    assert_eq!(s.real_at6(r6, 8080), Some(r));
+    assert_eq!(s.real_at6(r6, 80), None);
+    assert!(s.owns6(v6) && s.owns6(d6) && !s.owns6(r6));
+    assert!(s.is_real_ip6(r6) && !s.is_real_ip6(d6));
+    assert!(!s.owns(ip("198.18.1.2")) && s.owns(ip("198.18.0.2")));
+    assert_eq!(s.owned_addrs6().collect::<Vec<_>>(), vec![v6, d6]);
+    let u = s.virtuals[v as usize].members[0].url as usize;
+    assert_eq!(s.urls[u].template.as_str(), "http://[2001:db8::2]/%d");
+    assert!(s.table().contains("2001:db8::1 2001:db8::2"));
 }

@@ -9,18 +9,23 @@ use detour_config::Snapshot;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// The addresses this director can take new traffic for now, ascending.
+/// The IPv4 addresses this director can take new traffic for now, ascending (IPv6 virtuals
+/// and DIPs are not announced yet).
 pub fn announceable(snap: &Snapshot) -> BTreeSet<Ipv4Addr> {
+    let v4 = |a: std::net::SocketAddr| match a.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        std::net::IpAddr::V6(_) => None,
+    };
     let vips = snap
         .virtuals
         .iter()
         .filter(|v| v.action != Action::Refuse)
-        .map(|v| *v.addr.ip());
+        .filter_map(|v| v4(v.addr));
     let dips = snap
         .reals
         .iter()
         .filter(|r| r.action != Action::Refuse)
-        .filter_map(|r| r.dip.map(|d| *d.ip()));
+        .filter_map(|r| r.dip.and_then(v4));
     vips.chain(dips).collect()
 }
 

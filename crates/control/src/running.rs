@@ -12,7 +12,7 @@ use detour_config::lang::State;
 use detour_config::model::Model;
 use detour_config::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +30,7 @@ pub struct Control {
     /// The running configuration, with the states the operator set.
     pub model: Model,
     /// Reals the health checks found down (shown as `failed` while configured in service).
-    pub health_down: BTreeSet<SocketAddrV4>,
+    pub health_down: BTreeSet<SocketAddr>,
     pub gateway: Ipv4Addr,
     pub epoch: u64,
     pub snap: Arc<Snapshot>,
@@ -38,7 +38,7 @@ pub struct Control {
     pub missing: Vec<String>,
     neighbours: Box<dyn Neighbours>,
     /// Effective state of each real and since when.
-    pub(crate) state_since: BTreeMap<SocketAddrV4, (State, Instant)>,
+    pub(crate) state_since: BTreeMap<SocketAddr, (State, Instant)>,
     pub stats: Stats,
     pub health_transitions: u64,
     pub started: Instant,
@@ -179,7 +179,7 @@ impl Control {
 
     /// A health transition: true when the snapshot changed (a real went down or came back
     /// while configured to forward).
-    pub fn health(&mut self, addr: SocketAddrV4, up: bool) -> bool {
+    pub fn health(&mut self, addr: SocketAddr, up: bool) -> bool {
         self.health_transitions += 1;
         let changed = if up {
             self.health_down.remove(&addr)
@@ -198,7 +198,7 @@ impl Control {
     }
 
     /// How long real `addr` has been in its current state.
-    pub fn since(&self, addr: SocketAddrV4) -> std::time::Duration {
+    pub fn since(&self, addr: SocketAddr) -> std::time::Duration {
         self.state_since
             .get(&addr)
             .map_or(std::time::Duration::ZERO, |(_, t)| t.elapsed())

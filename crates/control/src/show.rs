@@ -3,13 +3,13 @@
 use crate::running::Control;
 use detour_dataplane::Reason;
 use std::fmt::Write as _;
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// One health check's state, as `show health` lists it.
 #[derive(Clone, Debug)]
 pub struct CheckStatus {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub up: bool,
     pub since: Instant,
     pub checks: u64,

@@ -204,3 +204,67 @@ fn write_memory_through_a_symlink_names_both() {
         .is_symlink());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// IPv6 ids through the control plane: applied, shown, refused across families, written back.
+#[test]
+fn ipv6_ids_apply_show_refuse_and_write_back() {
+    let dir = scratch("ipv6");
+    let mut c = control(&dir, &config("lab.conf"), 1);
+    for (cmd, want) in [
+        ("virtual [2001:db8::1]:80", "virtual [2001:db8::1]:80"),
+        (
+            "dip 2001:db8::2 real [2001:db8:1::2]:8080",
+            "dip [2001:db8::2]:80 real [2001:db8:1::2]:8080",
+        ),
+        (
+            "bind [2001:db8::1] [2001:db8::2]:80",
+            "bind [2001:db8::1]:80 [2001:db8:1::2]:8080",
+        ),
+        (
+            "health-check [2001:db8:1::2]:8080 tcp",
+            "health-check [2001:db8:1::2]:8080 tcp interval 2000ms timeout 1000ms rise 2 fall 3",
+        ),
+    ] {
+        let o = c.command(cmd);
+        assert!(o.changed(), "{cmd}: {o:?}");
+        let shown = c.command("show config").text();
+        assert!(
+            shown.lines().any(|l| l == want),
+            "{cmd}: no `{want}` in\n{shown}"
+        );
+    }
+    assert!(c
+        .command("show real")
+        .text()
+        .contains("[2001:db8:1::2]:8080"));
+    assert!(c
+        .command("show virtual")
+        .text()
+        .contains("[2001:db8::1]:80"));
+    let before = (c.model.clone(), c.epoch);
+    for (cmd, why) in [
+        (
+            "bind 198.18.0.1 [2001:db8::2]",
+            "<ctl>:1:17: expected a real of the virtual's family",
+        ),
+        (
+            "dip 198.18.0.77 real [2001:db8:1::77]",
+            "<ctl>:1:5: expected a DIP and its real in one address family",
+        ),
+        ("virtual [2001:db8::1", "<ctl>:1:9: expected an address"),
+    ] {
+        let o = c.command(cmd);
+        assert!(o.refused(), "{cmd}: {o:?}");
+        assert!(o.text().contains(why), "{cmd}: {}", o.text());
+    }
+    assert_eq!((c.model.clone(), c.epoch), before);
+    let o = c.command("write memory");
+    assert!(matches!(o, Outcome::Written { .. }), "{o:?}");
+    let text = std::fs::read_to_string(&c.path).unwrap();
+    assert!(
+        text.contains("dip [2001:db8::2]:80 real [2001:db8:1::2]:8080\n"),
+        "{text}"
+    );
+    assert_eq!(detour_config::load(&text, "w").unwrap(), c.model);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

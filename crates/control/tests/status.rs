@@ -20,7 +20,7 @@ fn status_json_carries_what_show_statistics_shows() {
     c.stats.report(r);
     let r = report(&c, 1, e, 2, 1);
     c.stats.report(r);
-    let real1: std::net::SocketAddrV4 = "198.18.1.11:8080".parse().unwrap();
+    let real1: std::net::SocketAddr = "198.18.1.11:8080".parse().unwrap();
     c.health(real1, false);
     let checks = [CheckStatus {
         addr: real1,

@@ -21,7 +21,7 @@ use crate::table::{Inserted, Key, Table};
 use crate::wire::quoted::Quoted;
 use crate::wire::{icmpv4, proto, tcp, udp, AddrChange, End};
 use detour_config::{Action, Carry, Snapshot};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Flows moved to a backup real remembered at once per worker.
 pub const BACKUP_FLOW_SLOTS: usize = 65_536;
@@ -100,7 +100,11 @@ impl Nat {
         if ip.ttl <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
         }
-        let (new_ip, new_port) = (*real.addr.ip(), real.addr.port());
+        // The model keeps a DIP's real and backups in the DIP's family.
+        let SocketAddr::V4(to_addr) = real.addr else {
+            return Verdict::Drop(Reason::NoService);
+        };
+        let (new_ip, new_port) = (*to_addr.ip(), to_addr.port());
         if !rewrite(buf, ip, End::Dst, new_ip, new_port) {
             return Verdict::Drop(if ip.proto == proto::TCP {
                 Reason::BadTcp
@@ -179,7 +183,10 @@ impl Nat {
                 return Some(SocketAddrV4::new(Ipv4Addr::from(f.dip), f.dip_port));
             }
         }
-        snap.reals[sender? as usize].dip
+        match snap.reals[sender? as usize].dip? {
+            SocketAddr::V4(d) => Some(d),
+            SocketAddr::V6(_) => None,
+        }
     }
 
     /// Real:port -> client (TCP or UDP), arriving on the server side: from the DIP instead.
@@ -248,7 +255,9 @@ impl Nat {
         if ip.ttl <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
         }
-        let to = real.addr;
+        let SocketAddr::V4(to) = real.addr else {
+            return Verdict::Drop(Reason::NoService);
+        };
         if !translate_error(buf, ip, (End::Src, to), Some(End::Dst)) {
             return Verdict::Drop(Reason::BadIcmp);
         }

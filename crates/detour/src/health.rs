@@ -25,7 +25,7 @@ use detour_config::lang::{HealthCheck, HealthKind};
 use detour_config::model::Model;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ const STACK: usize = 128 * 1024;
 /// One health check to run: a real's address and its check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub check: HealthCheck,
 }
 
@@ -79,7 +79,7 @@ pub fn targets(model: &Model) -> Vec<Target> {
 /// A real went down or came back.
 #[derive(Clone, Debug)]
 pub struct Transition {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub up: bool,
     /// Down: the last failure (`connect: Connection refused`, `timeout after 500ms`,
     /// `HTTP 503, expected 200`, …). Up: `2 checks passed`.
@@ -94,7 +94,7 @@ pub struct Transition {
 /// The state of one target, as [`Health::status`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
-    pub addr: SocketAddrV4,
+    pub addr: SocketAddr,
     pub up: bool,
     /// Consecutive passed checks (0 after a failure).
     pub ok_streak: u32,
@@ -154,7 +154,7 @@ impl Health {
     /// address. Transitions that removed targets queued before this returns stay in the
     /// channel; none are sent after.
     pub fn update(&mut self, targets: Vec<Target>) {
-        let mut old: HashMap<SocketAddrV4, Checker> = self
+        let mut old: HashMap<SocketAddr, Checker> = self
             .checkers
             .drain(..)
             .map(|c| (c.target.addr, c))
@@ -394,7 +394,7 @@ fn check(t: &Target, started: Instant, stop: &Receiver<()>) -> Outcome {
         HealthKind::Http { path, expect } => (Some(path.as_str()), *expect),
     };
     // The only wait std cannot interrupt (see the module documentation).
-    let stream = match TcpStream::connect_timeout(&SocketAddr::V4(t.addr), timeout) {
+    let stream = match TcpStream::connect_timeout(&t.addr, timeout) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             return Outcome::Fail(format!("connect: {}", timed_out()))
@@ -455,9 +455,12 @@ fn check(t: &Target, started: Instant, stop: &Receiver<()>) -> Outcome {
 }
 
 /// `GET <path> HTTP/1.0` with the address as `Host` (with `:port` when not 80).
-fn http_request(addr: SocketAddrV4, path: &str) -> String {
+fn http_request(addr: SocketAddr, path: &str) -> String {
     let host = if addr.port() == 80 {
-        addr.ip().to_string()
+        match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        }
     } else {
         addr.to_string()
     };

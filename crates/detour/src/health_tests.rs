@@ -26,24 +26,22 @@ fn http(path: &str, interval_ms: u32, timeout_ms: u32, rise: u32, fall: u32) -> 
     }
 }
 
-fn local(port: u16) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)
 }
 
-fn listen() -> (TcpListener, SocketAddrV4) {
+fn listen() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let SocketAddr::V4(a) = l.local_addr().unwrap() else {
-        unreachable!()
-    };
+    let a = l.local_addr().unwrap();
     (l, a)
 }
 
 /// An address where nothing listens (connect is refused).
-fn dead() -> SocketAddrV4 {
+fn dead() -> SocketAddr {
     listen().1
 }
 
-fn status_of(h: &Health, a: SocketAddrV4) -> Status {
+fn status_of(h: &Health, a: SocketAddr) -> Status {
     h.status().into_iter().find(|s| s.addr == a).unwrap()
 }
 
@@ -69,7 +67,7 @@ fn wait_for(what: &str, within: Duration, f: impl Fn() -> bool) {
 
 /// A tiny HTTP server: answers each request with `code` (0: accepts and never answers).
 struct Server {
-    addr: SocketAddrV4,
+    addr: SocketAddr,
     code: Arc<AtomicU16>,
     accepted: Arc<AtomicUsize>,
     last_request: Arc<Mutex<String>>,
@@ -131,7 +129,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.quit.store(true, Ordering::SeqCst);
         // Wake the accept.
-        let _ = TcpStream::connect_timeout(&SocketAddr::V4(self.addr), 1000 * MS);
+        let _ = TcpStream::connect_timeout(&self.addr, 1000 * MS);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -174,7 +172,7 @@ fn tcp_down_after_fall_failures_and_up_after_rise() {
     );
     assert_eq!(s.fail_streak, fall);
 
-    let _l = TcpListener::bind(SocketAddr::V4(a)).unwrap();
+    let _l = TcpListener::bind(a).unwrap();
     let t = next(&rx, 2000 * MS);
     assert!(t.up, "{t:?}");
     assert_eq!(t.reason, "2 checks passed");

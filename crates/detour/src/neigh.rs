@@ -3,7 +3,7 @@
 //! Runs on the control thread only.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -31,10 +31,11 @@ pub fn fmt_mac(m: [u8; 6]) -> String {
 }
 
 /// The next hop the kernel uses for `dst` (the gateway, or `dst` itself when on-link) and
-/// the interface it leaves by.
-pub fn next_hop(dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+/// the interface it leaves by (`ip -4` or `ip -6 route get`).
+pub fn next_hop(dst: IpAddr) -> Option<(IpAddr, String)> {
+    let family = if dst.is_ipv4() { "-4" } else { "-6" };
     let out = Command::new("ip")
-        .args(["-4", "route", "get", &dst.to_string()])
+        .args([family, "route", "get", &dst.to_string()])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -43,7 +44,7 @@ pub fn next_hop(dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
     parse_route_get(&String::from_utf8_lossy(&out.stdout), dst)
 }
 
-fn parse_route_get(text: &str, dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+fn parse_route_get(text: &str, dst: IpAddr) -> Option<(IpAddr, String)> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let after = |k: &str| {
         words
@@ -53,7 +54,11 @@ fn parse_route_get(text: &str, dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
             .copied()
     };
     let dev = after("dev")?.to_string();
-    let via = after("via").and_then(|v| v.parse().ok()).unwrap_or(dst);
+    // `via inet6 fe80::1` is how a route of one family through the other's gateway reads.
+    let via = after("via")
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &IpAddr| v.is_ipv4() == dst.is_ipv4())
+        .unwrap_or(dst);
     Some((via, dev))
 }
 
@@ -72,13 +77,23 @@ pub fn default_gateway(iface: &str) -> Option<Ipv4Addr> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Complete entries of the kernel's ARP table: (address, device) -> MAC.
-pub fn arp_table() -> Vec<(Ipv4Addr, String, [u8; 6])> {
+/// A neighbour entry: (address, device) -> MAC.
+pub type Entry = (IpAddr, String, [u8; 6]);
+
+/// Complete entries of the kernel's neighbour tables: ARP from `/proc/net/arp`, IPv6 from
+/// `ip -6 neigh show` (only when asked for: `want6`).
+pub fn neighbour_table(want6: bool) -> Vec<Entry> {
     let text = std::fs::read_to_string("/proc/net/arp").unwrap_or_default();
-    parse_arp(&text)
+    let mut t = parse_arp(&text);
+    if want6 {
+        if let Ok(out) = Command::new("ip").args(["-6", "neigh", "show"]).output() {
+            t.extend(parse_neigh6(&String::from_utf8_lossy(&out.stdout)));
+        }
+    }
+    t
 }
 
-fn parse_arp(text: &str) -> Vec<(Ipv4Addr, String, [u8; 6])> {
+fn parse_arp(text: &str) -> Vec<Entry> {
     text.lines()
         .skip(1)
         .filter_map(|l| {
@@ -94,16 +109,37 @@ fn parse_arp(text: &str) -> Vec<(Ipv4Addr, String, [u8; 6])> {
         .collect()
 }
 
+/// `ip -6 neigh show` lines: `<addr> dev <dev> lladdr <mac> [router] <STATE>`; entries
+/// without a link-layer address (INCOMPLETE, FAILED) are left out.
+fn parse_neigh6(text: &str) -> Vec<Entry> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let after = |k: &str| f.iter().position(|w| *w == k).and_then(|i| f.get(i + 1));
+            let ip: Ipv6Addr = f.first()?.parse().ok()?;
+            let state = *f.last()?;
+            if matches!(state, "INCOMPLETE" | "FAILED" | "NOARP") {
+                return None;
+            }
+            Some((
+                IpAddr::V6(ip),
+                after("dev")?.to_string(),
+                parse_mac(after("lladdr")?)?,
+            ))
+        })
+        .collect()
+}
+
 /// Routes change rarely: a next hop found by `ip route get` is reused this long.
 const ROUTE_TTL: Duration = Duration::from_secs(30);
 
 /// Next hops by destination, so the 2-second MAC refresh reads only /proc/net/arp and runs
 /// `ip route get` only for new destinations or every [`ROUTE_TTL`].
 #[derive(Default)]
-pub struct Routes(HashMap<Ipv4Addr, (Ipv4Addr, String, Instant)>);
+pub struct Routes(HashMap<IpAddr, (IpAddr, String, Instant)>);
 
 impl Routes {
-    fn next_hop(&mut self, dst: Ipv4Addr) -> Option<(Ipv4Addr, String)> {
+    fn next_hop(&mut self, dst: IpAddr) -> Option<(IpAddr, String)> {
         if let Some((hop, dev, at)) = self.0.get(&dst) {
             if at.elapsed() < ROUTE_TTL {
                 return Some((*hop, dev.clone()));
@@ -117,17 +153,24 @@ impl Routes {
 
 /// The MAC for sending to `dst`: its next hop's entry in the neighbour table. When missing,
 /// a datagram to the discard port makes the kernel resolve it; the caller retries later.
-pub fn resolve(
-    dst: Ipv4Addr,
-    table: &[(Ipv4Addr, String, [u8; 6])],
-    routes: &mut Routes,
-) -> Option<[u8; 6]> {
+pub fn resolve(dst: IpAddr, table: &[Entry], routes: &mut Routes) -> Option<[u8; 6]> {
     let (hop, dev) = routes.next_hop(dst)?;
     if let Some((_, _, mac)) = table.iter().find(|(ip, d, _)| *ip == hop && *d == dev) {
         return Some(*mac);
     }
-    if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
-        let _ = s.send_to(b"", SocketAddrV4::new(hop, 9));
+    let (bind, to) = match hop {
+        IpAddr::V4(h) => ("0.0.0.0:0", SocketAddr::V4(SocketAddrV4::new(h, 9))),
+        IpAddr::V6(h) => {
+            // A link-local next hop needs its interface as the scope.
+            let scope = std::fs::read_to_string(format!("/sys/class/net/{dev}/ifindex"))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            ("[::]:0", SocketAddr::V6(SocketAddrV6::new(h, 9, 0, scope)))
+        }
+    };
+    if let Ok(s) = UdpSocket::bind(bind) {
+        let _ = s.send_to(b"", to);
     }
     None
 }
@@ -145,14 +188,14 @@ impl detour_control::Neighbours for Kernel {
         gateway: Ipv4Addr,
         missing: &mut Vec<String>,
     ) {
-        let table = arp_table();
+        let table = neighbour_table(s.reals.iter().any(|r| r.addr.is_ipv6()));
         for r in &mut s.reals {
-            match resolve(*r.addr.ip(), &table, &mut self.routes) {
+            match resolve(r.addr.ip(), &table, &mut self.routes) {
                 Some(m) => r.mac = m,
                 None => missing.push(format!("real {}", r.addr)),
             }
         }
-        match resolve(gateway, &table, &mut self.routes) {
+        match resolve(gateway.into(), &table, &mut self.routes) {
             Some(m) => s.gateway_mac = m,
             None => missing.push(format!("gateway {gateway}")),
         }
@@ -165,7 +208,7 @@ mod tests {
 
     #[test]
     fn route_get_output_gives_the_next_hop_and_device() {
-        let ip: Ipv4Addr = "198.18.1.11".parse().unwrap();
+        let ip: IpAddr = "198.18.1.11".parse().unwrap();
         assert_eq!(
             parse_route_get("198.18.1.11 dev ds src 198.18.1.1 uid 0 \n    cache \n", ip),
             Some((ip, "ds".to_string()))
@@ -178,6 +221,31 @@ mod tests {
             Some(("198.18.1.254".parse().unwrap(), "ds".to_string()))
         );
         assert_eq!(parse_route_get("unreachable", ip), None);
+        let d6: IpAddr = "2001:db8:1::2".parse().unwrap();
+        assert_eq!(
+            parse_route_get("2001:db8:1::2 from :: dev ds proto kernel src 2001:db8:1::1 metric 256 pref medium", d6),
+            Some((d6, "ds".to_string()))
+        );
+        assert_eq!(
+            parse_route_get(
+                "2001:db8:9::9 from :: via 2001:db8:1::fe dev ds src 2001:db8:1::1",
+                d6
+            ),
+            Some(("2001:db8:1::fe".parse().unwrap(), "ds".to_string()))
+        );
+    }
+
+    #[test]
+    fn only_resolved_ipv6_neighbours_count() {
+        let t = "2001:db8:1::2 dev ds lladdr aa:bb:cc:dd:ee:02 REACHABLE\n\
+                 2001:db8:1::3 dev ds lladdr aa:bb:cc:dd:ee:03 router STALE\n\
+                 2001:db8:1::4 dev ds INCOMPLETE\n\
+                 2001:db8:1::5 dev ds FAILED\n\
+                 fe80::1 dev ds lladdr aa:bb:cc:dd:ee:06 DELAY\n";
+        let e = parse_neigh6(t);
+        let ips: Vec<String> = e.iter().map(|(ip, _, _)| ip.to_string()).collect();
+        assert_eq!(ips, ["2001:db8:1::2", "2001:db8:1::3", "fe80::1"]);
+        assert_eq!(e[1].2, [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 3]);
     }
 
     #[test]

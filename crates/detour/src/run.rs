@@ -110,7 +110,14 @@ fn net(plan: &Plan) -> Result<Net, String> {
 
 pub fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
     let owned: Vec<Ipv4Addr> = snap.owned_addrs().collect();
-    let reals: Vec<_> = snap.reals.iter().map(|r| r.addr).collect();
+    let reals: Vec<_> = snap
+        .reals
+        .iter()
+        .filter_map(|r| match r.addr {
+            std::net::SocketAddr::V4(a) => Some(a),
+            std::net::SocketAddr::V6(_) => None,
+        })
+        .collect();
     for s in steers {
         if let Err(e) = s.set_addresses(&owned, &reals, kernel) {
             crate::log!(Event::XdpMaps, "XDP maps on {}: {e}", s.iface());

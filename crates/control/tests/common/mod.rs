@@ -6,16 +6,16 @@ use detour_config::Snapshot;
 use detour_control::stats::new_hist;
 use detour_control::{Control, Neighbours, Report};
 use detour_dataplane::{Counters, RealCounters};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 /// Every real and the gateway at one MAC, except addresses listed as unresolved.
-pub struct FixedMacs(pub Vec<Ipv4Addr>);
+pub struct FixedMacs(pub Vec<IpAddr>);
 
 impl Neighbours for FixedMacs {
     fn fill(&mut self, s: &mut Snapshot, gateway: Ipv4Addr, missing: &mut Vec<String>) {
         for r in &mut s.reals {
-            if self.0.contains(r.addr.ip()) {
+            if self.0.contains(&r.addr.ip()) {
                 missing.push(format!("real {}", r.addr));
             } else {
                 r.mac = [2, 0, 0, 0, 0, 1];

@@ -71,7 +71,7 @@ pub(super) fn answer(
                 .map(|h| h.value);
             let r = Request {
                 host,
-                vip: t.ip.dst,
+                vip: t.ip.dst.into(),
                 port: t.dport,
                 target: req.path.unwrap_or("/").as_bytes(),
                 head_only: req.method == Some("HEAD"),

@@ -55,6 +55,11 @@ pub fn real_mac(ip: [u8; 4]) -> [u8; 6] {
     [2, 0, 0, 1, ip[2], ip[3]]
 }
 
+/// The MAC the tests give an IPv6 real: its address's last two bytes.
+pub fn real_mac6(ip: [u8; 16]) -> [u8; 6] {
+    [2, 0, 0, 6, ip[14], ip[15]]
+}
+
 /// A worker on `conf`, with the gateway's and every real's MAC known.
 pub fn worker(conf: &str) -> Worker {
     worker_with(conf, true, true)
@@ -69,7 +74,10 @@ pub fn worker_with(conf: &str, real_macs: bool, gateway: bool) -> Worker {
     }
     if real_macs {
         for r in &mut s.reals {
-            r.mac = real_mac(r.addr.ip().octets());
+            r.mac = match r.addr.ip() {
+                std::net::IpAddr::V4(a) => real_mac(a.octets()),
+                std::net::IpAddr::V6(a) => real_mac6(a.octets()),
+            };
         }
     }
     Worker::new(

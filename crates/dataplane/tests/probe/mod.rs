@@ -115,7 +115,9 @@ pub fn snapshot(conf: &str) -> Arc<Snapshot> {
     let mut s = Snapshot::compile(&m, 1);
     s.gateway_mac = GW;
     for r in &mut s.reals {
-        r.mac = real_mac(r.addr.ip().octets());
+        if let std::net::IpAddr::V4(a) = r.addr.ip() {
+            r.mac = real_mac(a.octets());
+        }
     }
     Arc::new(s)
 }
