@@ -8,7 +8,8 @@ pub enum Reason {
     Runt,
     /// IPv4 header malformed: version, length, header checksum.
     BadIpv4,
-    /// An IPv4 fragment for an address the director owns (fragments are not reassembled).
+    /// An IPv4 or IPv6 fragment for an address the director owns, or one from a real (fragments
+    /// are not reassembled).
     Fragment,
     /// TCP header malformed or truncated.
     BadTcp,
@@ -57,10 +58,13 @@ pub enum Reason {
     TlsDeferred,
     /// A new TLS connection while every entry of the worker's TLS table is past its handshake.
     TlsFull,
+    /// IPv6 header malformed (version, length), or an extension-header chain that is
+    /// malformed, truncated or longer than the walk's bounds.
+    BadIpv6,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Runt,
         Reason::BadIpv4,
         Reason::Fragment,
@@ -82,6 +86,7 @@ impl Reason {
         Reason::Unchecked,
         Reason::TlsDeferred,
         Reason::TlsFull,
+        Reason::BadIpv6,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -108,6 +113,7 @@ impl Reason {
             Reason::Unchecked => "unchecked",
             Reason::TlsDeferred => "tls_deferred",
             Reason::TlsFull => "tls_full",
+            Reason::BadIpv6 => "bad_ipv6",
         }
     }
 }
@@ -147,6 +153,7 @@ pub struct Counters {
     pub tx: u64,
     /// Handed to the kernel (not the director's traffic, ARP replies to the kernel, IPv6...).
     pub pass: u64,
+    /// IPv6 frames received.
     pub ipv6: u64,
     /// Client -> DIP frames forwarded to a real (its own or a backup).
     pub to_real: u64,
@@ -171,6 +178,8 @@ pub struct Counters {
     pub fin_acks: u64,
     pub arp_replies: u64,
     pub echo_replies: u64,
+    /// Neighbour advertisements sent for owned IPv6 addresses.
+    pub nd_adverts: u64,
     /// Request heads kept for more segments, and live ones evicted to make room.
     pub heads_kept: u64,
     pub heads_evicted: u64,
@@ -213,6 +222,7 @@ macro_rules! each_field {
             fin_acks,
             arp_replies,
             echo_replies,
+            nd_adverts,
             heads_kept,
             heads_evicted,
             backup_flows_evicted,

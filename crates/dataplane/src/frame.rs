@@ -6,13 +6,14 @@
 //! views it hands back over that frame ([`Ip::packet_mut`], [`Ip::l4`]) are always there;
 //! given another buffer they come back empty (`None`), never panic.
 
+use crate::cookie::CookieAddr;
 use crate::counters::{Counters, Reason};
 use crate::csum;
 use crate::egress::Egress;
 use crate::wire::{ethernet, ipv4, tcp, IpPair};
 use crate::Port;
 use detour_config::Snapshot;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Where the IP packet starts in a frame.
 pub(crate) const L3: usize = ethernet::HEADER_LEN;
@@ -116,12 +117,58 @@ impl Ip {
     }
 }
 
+/// What the family-agnostic paths (the responder, TCP parsing) need of a classified IP
+/// packet: [`Ip`] for IPv4, [`crate::frame6::Ip6`] for IPv6. Generic code is compiled once per
+/// family, so neither pays for the other.
+pub(crate) trait Net: Copy {
+    /// A cookie's address type (`[u8; 4]` or `[u8; 16]`).
+    type Addr: CookieAddr;
+    /// The MSS the responder's SYN-ACK offers: a 1500-byte MTU less this family's IP and TCP
+    /// headers.
+    const OWN_MSS: u16;
+    /// The addresses, for pseudo-headers.
+    fn pair(&self) -> IpPair;
+    /// The L4 bytes (header and payload) of the frame this was parsed from.
+    fn l4<'a>(&self, frame: &'a [u8]) -> &'a [u8];
+    /// Source and destination as cookies bind them.
+    fn cookie_addrs(&self) -> (Self::Addr, Self::Addr);
+    /// Source and destination folded to 32 bits (table keys, the hash predictor).
+    fn folded(&self) -> (u32, u32);
+    /// The destination (the VIP of `%h`).
+    fn dst_ip(&self) -> IpAddr;
+}
+
+impl Net for Ip {
+    type Addr = [u8; 4];
+    const OWN_MSS: u16 = 1460;
+    #[inline]
+    fn pair(&self) -> IpPair {
+        Ip::pair(self)
+    }
+    #[inline]
+    fn l4<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        Ip::l4(self, frame)
+    }
+    #[inline]
+    fn cookie_addrs(&self) -> ([u8; 4], [u8; 4]) {
+        (self.src.octets(), self.dst.octets())
+    }
+    #[inline]
+    fn folded(&self) -> (u32, u32) {
+        (u32::from(self.src), u32::from(self.dst))
+    }
+    #[inline]
+    fn dst_ip(&self) -> IpAddr {
+        IpAddr::V4(self.dst)
+    }
+}
+
 /// The fields of a TCP segment every TCP path reads, read once from a checked view. It
 /// refers to its [`Ip`] rather than holding a copy (a copy of a value just stored field by
 /// field is a wide load that stalls on store forwarding).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Tcp<'a> {
-    pub ip: &'a Ip,
+pub(crate) struct Tcp<'a, I: Net = Ip> {
+    pub ip: &'a I,
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
@@ -133,10 +180,10 @@ pub(crate) struct Tcp<'a> {
     pub plen: usize,
 }
 
-impl<'a> Tcp<'a> {
+impl<'a, I: Net> Tcp<'a, I> {
     /// Read the TCP header of the frame `ip` was parsed from.
     #[inline]
-    pub(crate) fn parse(frame: &[u8], ip: &'a Ip) -> Result<Tcp<'a>, Reason> {
+    pub(crate) fn parse(frame: &[u8], ip: &'a I) -> Result<Tcp<'a, I>, Reason> {
         let t = tcp::Packet::new_checked(ip.l4(frame)).map_err(|_| Reason::BadTcp)?;
         Ok(Tcp {
             ip,

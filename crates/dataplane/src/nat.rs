@@ -23,6 +23,8 @@ use crate::wire::{icmpv4, proto, tcp, udp, AddrChange, End};
 use detour_config::{Action, Carry, Snapshot};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
+mod v6;
+
 /// Flows moved to a backup real remembered at once per worker.
 pub const BACKUP_FLOW_SLOTS: usize = 65_536;
 /// A backup flow idle this long is forgotten.

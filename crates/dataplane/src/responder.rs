@@ -10,9 +10,9 @@
 
 use crate::cookie::Cookies;
 use crate::egress::Verdict;
-use crate::frame::{Ctx, Tcp, OWN_TTL};
+use crate::frame::{Ctx, Net, Tcp, OWN_TTL};
 use crate::table::{Inserted, Key, Table};
-use crate::wire::{ethernet, ipv4, tcp, tcp::Flags, TcpReply};
+use crate::wire::{ethernet, ipv6, tcp, tcp::Flags, TcpReply};
 use crate::Reason;
 use detour_config::predictor::PickState;
 use detour_config::{Action, Carry, Snapshot};
@@ -24,8 +24,8 @@ pub use tls::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH};
 
 pub use http::MAX_HEAD;
 
-/// MSS the responder advertises.
-const OWN_MSS: u16 = 1460;
+/// Marks the SYN-ACK's MSS option; the value sent is the family's ([`Net::OWN_MSS`]).
+const OWN_MSS: u16 = 0;
 /// Request heads being collected at once per worker.
 pub const HEAD_SLOTS: usize = 1024;
 /// A split head not completed within this time is forgotten.
@@ -37,7 +37,8 @@ pub const COOKIE_GRACE_SECS: u64 = 128;
 /// Where the response is built in the scratch buffer.
 const OUT: usize = MAX_HEAD;
 /// The headers before a response's payload in a frame: Ethernet, IPv4 (no options), TCP.
-const HEADERS: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + tcp::HEADER_LEN;
+/// The largest headers a reply carries (Ethernet, IPv6, TCP): room left for the response.
+const HEADERS: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + tcp::HEADER_LEN;
 
 /// A request head being collected over several segments.
 #[derive(Clone)]
@@ -235,7 +236,7 @@ impl Responder {
 
     /// A segment to an owned address on a port with no service: refuse it as a host would
     /// (RFC 9293 3.10.7.1), so the client is told at once instead of timing out.
-    pub(crate) fn refuse(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp) -> Verdict {
+    pub(crate) fn refuse<I: Net>(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp<I>) -> Verdict {
         if !t.checksum_ok(buf) {
             return Verdict::Drop(Reason::BadTcpChecksum);
         }
@@ -253,11 +254,11 @@ impl Responder {
 
     /// Answer a TCP segment to `t.ip.dst:t.dport` as the responder, for `action`.
     #[inline]
-    pub(crate) fn respond(
+    pub(crate) fn respond<I: Net>(
         &mut self,
         cx: &mut Ctx,
         buf: &mut [u8],
-        t: &Tcp,
+        t: &Tcp<I>,
         action: Action,
     ) -> Verdict {
         if !t.checksum_ok(buf) {
@@ -300,7 +301,13 @@ impl Responder {
     }
 
     #[inline]
-    fn on_syn(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp, action: Action) -> Verdict {
+    fn on_syn<I: Net>(
+        &mut self,
+        cx: &mut Ctx,
+        buf: &mut [u8],
+        t: &Tcp<I>,
+        action: Action,
+    ) -> Verdict {
         if t.has(Flags::ACK) {
             return self.send(cx, buf, t, Answer::rst(t.ack), 0);
         }
@@ -309,15 +316,10 @@ impl Responder {
             let ack = t.seq.wrapping_add(1).wrapping_add(t.plen as u32);
             return self.send(cx, buf, t, Answer::rst_ack(ack), 0);
         }
-        let cookie = self.cookies.make(
-            t.ip.src.octets(),
-            t.ip.dst.octets(),
-            t.sport,
-            t.dport,
-            t.seq,
-            t.mss,
-            cx.now / 1000,
-        );
+        let (src, dst) = t.ip.cookie_addrs();
+        let cookie = self
+            .cookies
+            .make(src, dst, t.sport, t.dport, t.seq, t.mss, cx.now / 1000);
         cx.c.syn_acks += 1;
         self.send(
             cx,
@@ -331,7 +333,13 @@ impl Responder {
     /// A segment with data: the first of a head (the cookie must check), or the next one of
     /// a head being collected.
     #[inline]
-    fn on_data(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp, action: Action) -> Verdict {
+    fn on_data<I: Net>(
+        &mut self,
+        cx: &mut Ctx,
+        buf: &mut [u8],
+        t: &Tcp<I>,
+        action: Action,
+    ) -> Verdict {
         let plen = t.plen;
         let ack_to = t
             .seq
@@ -368,9 +376,10 @@ impl Responder {
             };
         }
         // The first data segment: the cookie must check.
+        let (src, dst) = t.ip.cookie_addrs();
         let Some(mss) = self.cookies.check(
-            t.ip.src.octets(),
-            t.ip.dst.octets(),
+            src,
+            dst,
             t.sport,
             t.dport,
             t.seq.wrapping_sub(1),
@@ -411,11 +420,11 @@ impl Responder {
 
     /// The head collected so far is `scratch[..n]`. Complete (or hopeless): answer it and
     /// return the verdict. Incomplete: `None`.
-    fn finish_head(
+    fn finish_head<I: Net>(
         &mut self,
         cx: &mut Ctx,
         buf: &mut [u8],
-        t: &Tcp,
+        t: &Tcp<I>,
         action: Action,
         (n, ack_to, mss): (usize, u32, u16),
     ) -> Option<Verdict> {
@@ -437,11 +446,11 @@ impl Responder {
     }
 
     /// Answer with a fixed status response and FIN.
-    fn status(
+    fn status<I: Net>(
         &mut self,
         cx: &mut Ctx,
         buf: &mut [u8],
-        t: &Tcp,
+        t: &Tcp<I>,
         ack_to: u32,
         resp: &'static [u8],
     ) -> Verdict {
@@ -452,7 +461,14 @@ impl Responder {
     /// Write `a` (with `scratch[OUT..OUT + payload]` as data) over the frame, back to the
     /// sender of `t` from `t.ip.dst:t.dport`, and send it.
     #[inline]
-    fn send(&self, cx: &Ctx, buf: &mut [u8], t: &Tcp, a: Answer, payload: usize) -> Verdict {
+    fn send<I: Net>(
+        &self,
+        cx: &Ctx,
+        buf: &mut [u8],
+        t: &Tcp<I>,
+        a: Answer,
+        payload: usize,
+    ) -> Verdict {
         let Ok(peer) = ethernet::Frame::new_checked(&*buf).map(|f| f.src()) else {
             return Verdict::Drop(Reason::Runt);
         };
@@ -469,7 +485,7 @@ impl Responder {
                 ack: a.ack,
                 flags: a.flags,
                 window: if a.flags.has(Flags::RST) { 0 } else { 65535 },
-                mss: a.mss,
+                mss: a.mss.map(|_| I::OWN_MSS),
             },
             payload: &self.scratch[OUT..OUT + payload],
         };
@@ -482,11 +498,11 @@ impl Responder {
 
 /// The split-head table's key: the client first (the table bounds each client's ways).
 #[inline]
-fn key(t: &Tcp) -> Key {
+fn key<I: Net>(t: &Tcp<I>) -> Key {
     Key {
-        a_ip: u32::from(t.ip.src),
+        a_ip: t.ip.folded().0,
         a_port: t.sport,
-        b_ip: u32::from(t.ip.dst),
+        b_ip: t.ip.folded().1,
         b_port: t.dport,
     }
 }

@@ -15,6 +15,8 @@ use detour_config::{Action, Carry, Snapshot};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod v6;
+
 /// What the runtime tells a worker about where it runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -196,10 +198,7 @@ impl Dispatch<'_> {
                 Err(why) => Verdict::Drop(why),
             },
             ethertype::ARP => local::arp(cx, buf, len),
-            ethertype::IPV6 => {
-                cx.c.ipv6 += 1;
-                Verdict::Pass
-            }
+            ethertype::IPV6 => self.ipv6_frame(cx, buf, len),
             _ => Verdict::Pass,
         }
     }

@@ -3,7 +3,7 @@
 //! fixed status response that answers a head that cannot be redirected.
 
 use super::choose;
-use crate::frame::{Ctx, Tcp};
+use crate::frame::{Ctx, Net, Tcp};
 use crate::wire::tcp::Flags;
 use detour_config::predictor::PickState;
 use detour_config::url::{render_redirect, RenderError, Request};
@@ -30,9 +30,9 @@ pub(super) enum Outcome {
 
 /// Answer the head `head` of segment `t` for `action`, rendering a redirect into `out`.
 /// `None` while the head is incomplete and may still grow.
-pub(super) fn answer(
+pub(super) fn answer<I: Net>(
     cx: &mut Ctx,
-    t: &Tcp,
+    t: &Tcp<I>,
     action: Action,
     (picks, conns): (&mut [PickState], &[u32]),
     head: &[u8],
@@ -58,7 +58,7 @@ pub(super) fn answer(
             RESP_400
         }
         Ok(httparse::Status::Complete(_)) => {
-            let client = u32::from(t.ip.src);
+            let client = t.ip.folded().0;
             let Some(u) = choose(cx.snap, picks, conns, action, client) else {
                 c.unavailable += 1;
                 return Some(Outcome::Status(RESP_503));
@@ -71,7 +71,7 @@ pub(super) fn answer(
                 .map(|h| h.value);
             let r = Request {
                 host,
-                vip: t.ip.dst.into(),
+                vip: t.ip.dst_ip(),
                 port: t.dport,
                 target: req.path.unwrap_or("/").as_bytes(),
                 head_only: req.method == Some("HEAD"),
