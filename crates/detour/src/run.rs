@@ -110,16 +110,19 @@ fn net(plan: &Plan) -> Result<Net, String> {
 
 pub fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
     let owned: Vec<Ipv4Addr> = snap.owned_addrs().collect();
-    let reals: Vec<_> = snap
-        .reals
-        .iter()
-        .filter_map(|r| match r.addr {
-            std::net::SocketAddr::V4(a) => Some(a),
-            std::net::SocketAddr::V6(_) => None,
-        })
-        .collect();
+    let owned6: Vec<std::net::Ipv6Addr> = snap.owned_addrs6().collect();
+    let (mut reals, mut reals6) = (Vec::new(), Vec::new());
+    for r in &snap.reals {
+        match r.addr {
+            std::net::SocketAddr::V4(a) => reals.push(a),
+            std::net::SocketAddr::V6(a) => reals6.push(a),
+        }
+    }
     for s in steers {
-        if let Err(e) = s.set_addresses(&owned, &reals, kernel) {
+        let set = s
+            .set_addresses(&owned, &reals, kernel)
+            .and_then(|()| s.set_addresses6(&owned6, &reals6));
+        if let Err(e) = set {
             crate::log!(Event::XdpMaps, "XDP maps on {}: {e}", s.iface());
         }
     }

@@ -11,6 +11,9 @@
 //   reals     HASH       {addr, port, pad} (network order) -> 1: the real servers
 //   real_ips  HASH       IPv4 address -> 1: the real servers' addresses (for their ICMP errors)
 //   kernel    HASH       IPv4 address -> 1: the director kernel's own addresses
+//   owned6    HASH       IPv6 address -> 1: the IPv6 VIPs and DIPs
+//   reals6    HASH       {addr[16], port, pad} (network order) -> 1: the IPv6 real servers
+//   real_ips6 HASH       IPv6 address -> 1: the IPv6 real servers' addresses
 //   side      ARRAY      [0] -> 1 on the client-side interface of a two-armed director:
 //                        frames from reals are not the director's there (0: server side,
 //                        or the one interface of a one-armed director)
@@ -22,7 +25,12 @@
 //   IPv4 to a kernel address                                     -> kernel
 //   TCP/UDP from a real's (addr, port) (first fragment or whole) -> socket (kernel if `side`)
 //   ICMP from a real's address                                   -> socket (kernel if `side`)
-//   anything else (other ARP, IPv6, 802.1Q-tagged frames, ...)   -> kernel
+//   IPv6 to an owned address (any next header)                   -> socket
+//   ICMPv6 neighbour solicitation whose target is owned           -> socket
+//   IPv6 TCP/UDP (no extension headers) from a real's [addr]:port -> socket (kernel if `side`)
+//   ICMPv6 error (type < 128) from a real's address               -> socket (kernel if `side`)
+//   anything else (other ARP, other ICMPv6 such as router adverts
+//   and the reals' own neighbour discovery, 802.1Q-tagged, ...)  -> kernel
 //
 // "-> socket" is bpf_redirect_map(&xsks, rx_queue_index, XDP_PASS): when no socket sits at
 // that queue the frame goes to the kernel instead (counted as ST_NO_SOCKET).
@@ -35,6 +43,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -49,12 +58,14 @@ enum {
     ST_ICMP_FROM_REAL = 6, // steer: ICMP from a real's address
     ST_TO_KERNEL = 7,      // pass: IPv4 to a kernel address
     ST_ARP_OTHER = 8,      // pass: other ARP
-    ST_NOT_IPV4 = 9,       // pass: IPv6 and other ethertypes
+    ST_NOT_IPV4 = 9,       // pass: ethertypes other than ARP, IPv4 and IPv6
     ST_VLAN = 10,          // pass: 802.1Q / 802.1ad tagged
     ST_OTHER_IPV4 = 11,    // pass: IPv4 not the director's
     ST_MALFORMED = 12,     // pass: truncated or malformed headers
     ST_REAL_CLIENT_SIDE = 13, // pass: from a real, but on the client-side interface
-    ST_COUNT = 14,
+    ST_NS_OWNED = 14,      // steer: ICMPv6 neighbour solicitation for an owned address
+    ST_OTHER_IPV6 = 15,    // pass: IPv6 not the director's
+    ST_COUNT = 16,
 };
 
 struct {
@@ -98,6 +109,37 @@ struct {
     __type(value, __u8);
 } kernel SEC(".maps");
 
+struct addr6 {
+    __u8 b[16];
+};
+
+struct real_key6 {
+    __u8 addr[16];
+    __u16 port; // network order
+    __u16 pad;  // always 0
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct addr6);
+    __type(value, __u8);
+} owned6 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct real_key6);
+    __type(value, __u8);
+} reals6 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct addr6);
+    __type(value, __u8);
+} real_ips6 SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
@@ -126,6 +168,7 @@ struct arp_ipv4 {
 };
 
 #define ARP_REQUEST 1
+#define ICMPV6_NEIGHBOR_SOLICIT 135
 #define IP_FRAG_OFFSET 0x1fff
 
 static __always_inline void count(__u32 idx)
@@ -163,6 +206,52 @@ static __always_inline int from_real(struct xdp_md *ctx, __u32 reason)
     return to_socket(ctx, reason);
 }
 
+// IPv6: the director's addresses, solicitations for them, and the reals' replies and errors.
+// The upper layer is read only right after the fixed header: a real's packet with extension
+// headers is the kernel's (the data path would translate it, but reals do not send them).
+static __always_inline int steer_ipv6(struct xdp_md *ctx, void *l3, void *data_end)
+{
+    struct ipv6hdr *ip6 = l3;
+    if ((void *)(ip6 + 1) > data_end)
+        return to_kernel(ST_MALFORMED);
+    if (ip6->version != 6)
+        return to_kernel(ST_MALFORMED);
+    struct addr6 daddr;
+    __builtin_memcpy(&daddr, &ip6->daddr, sizeof(daddr));
+    if (bpf_map_lookup_elem(&owned6, &daddr))
+        return to_socket(ctx, ST_TO_OWNED);
+    __u8 *l4 = (__u8 *)(ip6 + 1);
+    if (ip6->nexthdr == IPPROTO_ICMPV6) {
+        if ((void *)(l4 + 8) > data_end)
+            return to_kernel(ST_MALFORMED);
+        // A solicitation goes to the target's solicited-node group (ff02::1:ffXX:XXXX).
+        if (l4[0] == ICMPV6_NEIGHBOR_SOLICIT && daddr.b[0] == 0xff) {
+            struct addr6 target;
+            if ((void *)(l4 + 8 + sizeof(target)) > data_end)
+                return to_kernel(ST_MALFORMED);
+            __builtin_memcpy(&target, l4 + 8, sizeof(target));
+            if (bpf_map_lookup_elem(&owned6, &target))
+                return to_socket(ctx, ST_NS_OWNED);
+            return to_kernel(ST_OTHER_IPV6);
+        }
+        struct addr6 saddr;
+        __builtin_memcpy(&saddr, &ip6->saddr, sizeof(saddr));
+        if (l4[0] < 128 && bpf_map_lookup_elem(&real_ips6, &saddr))
+            return from_real(ctx, ST_ICMP_FROM_REAL);
+        return to_kernel(ST_OTHER_IPV6);
+    }
+    if (ip6->nexthdr == IPPROTO_TCP || ip6->nexthdr == IPPROTO_UDP) {
+        if ((void *)(l4 + 4) > data_end)
+            return to_kernel(ST_MALFORMED);
+        struct real_key6 key = {.port = 0, .pad = 0};
+        __builtin_memcpy(key.addr, &ip6->saddr, sizeof(key.addr));
+        __builtin_memcpy(&key.port, l4, sizeof(key.port)); // source port
+        if (bpf_map_lookup_elem(&reals6, &key))
+            return from_real(ctx, ST_FROM_REAL);
+    }
+    return to_kernel(ST_OTHER_IPV6);
+}
+
 SEC("xdp")
 int detour_steer(struct xdp_md *ctx)
 {
@@ -189,6 +278,8 @@ int detour_steer(struct xdp_md *ctx)
     }
     if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
         return to_kernel(ST_VLAN);
+    if (proto == bpf_htons(ETH_P_IPV6))
+        return steer_ipv6(ctx, (void *)(eth + 1), data_end);
     if (proto != bpf_htons(ETH_P_IP))
         return to_kernel(ST_NOT_IPV4);
 

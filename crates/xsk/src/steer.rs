@@ -25,7 +25,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap};
@@ -61,6 +61,8 @@ mod st {
     pub const OTHER_IPV4: u32 = 11;
     pub const MALFORMED: u32 = 12;
     pub const REAL_CLIENT_SIDE: u32 = 13;
+    pub const NS_OWNED: u32 = 14;
+    pub const OTHER_IPV6: u32 = 15;
 }
 
 /// How the program is attached.
@@ -160,6 +162,10 @@ pub struct SteerCounters {
     pub malformed: u64,
     /// Passed: from a real's address, but on the client-side interface.
     pub real_client_side: u64,
+    /// Steered: an ICMPv6 neighbour solicitation for an owned address.
+    pub ns_owned: u64,
+    /// Passed: IPv6 not the director's.
+    pub other_ipv6: u64,
 }
 
 /// Key of the `reals` map: `struct real_key` of `steer.bpf.c`, in network order.
@@ -186,6 +192,29 @@ impl RealKey {
 }
 
 /// An IPv4 address as the program's `__u32` key (network order in memory).
+/// The key of `reals6`: `struct real_key6` of the program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RealKey6 {
+    addr: [u8; 16],
+    port: u16,
+    pad: u16,
+}
+
+// SAFETY: `RealKey6` is `repr(C)`, made of plain integers with no padding (16 + 2 + 2 bytes),
+// and every bit pattern is a valid value: aya may copy it to and from the kernel as bytes.
+unsafe impl aya::Pod for RealKey6 {}
+
+impl RealKey6 {
+    fn new(real: &SocketAddrV6) -> RealKey6 {
+        RealKey6 {
+            addr: real.ip().octets(),
+            port: u16::from_ne_bytes(real.port().to_be_bytes()),
+            pad: 0,
+        }
+    }
+}
+
 fn addr_key(addr: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(addr.octets())
 }
@@ -200,6 +229,9 @@ pub struct Steer {
     reals: HashMap<MapData, RealKey, u8>,
     real_ips: HashMap<MapData, u32, u8>,
     kernel: HashMap<MapData, u32, u8>,
+    owned6: HashMap<MapData, [u8; 16], u8>,
+    reals6: HashMap<MapData, RealKey6, u8>,
+    real_ips6: HashMap<MapData, [u8; 16], u8>,
     side: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     /// Holds the program and its link: dropping it detaches the program.
@@ -277,6 +309,9 @@ impl Steer {
             reals: take_map(&mut ebpf, "reals")?,
             real_ips: take_map(&mut ebpf, "real_ips")?,
             kernel: take_map(&mut ebpf, "kernel")?,
+            owned6: take_map(&mut ebpf, "owned6")?,
+            reals6: take_map(&mut ebpf, "reals6")?,
+            real_ips6: take_map(&mut ebpf, "real_ips6")?,
             side: take_map(&mut ebpf, "side")?,
             stats: take_map(&mut ebpf, "stats")?,
             _ebpf: ebpf,
@@ -372,6 +407,35 @@ impl Steer {
         Ok(())
     }
 
+    /// Replace the IPv6 address sets, as [`Steer::set_addresses`] does for IPv4: owned VIP/DIP
+    /// addresses (their traffic and the neighbour solicitations for them are steered) and the
+    /// reals' \[addr\]:port (their TCP/UDP and ICMPv6 errors are steered on the server side).
+    pub fn set_addresses6(
+        &mut self,
+        owned: &[Ipv6Addr],
+        reals: &[SocketAddrV6],
+    ) -> Result<(), SteerError> {
+        let owned: HashSet<[u8; 16]> = owned.iter().map(Ipv6Addr::octets).collect();
+        let real_keys: HashSet<RealKey6> = reals.iter().map(RealKey6::new).collect();
+        let real_ips: HashSet<[u8; 16]> = reals.iter().map(|r| r.ip().octets()).collect();
+        for (name, len, max) in [
+            ("owned IPv6 addresses", owned.len(), OWNED_MAX),
+            ("IPv6 real servers", real_keys.len(), REALS_MAX),
+            ("IPv6 real server addresses", real_ips.len(), REAL_IPS_MAX),
+        ] {
+            if len > max {
+                return Err(SteerError::new(format!(
+                    "{len} {name} on {}, at most {max}",
+                    self.iface
+                )));
+            }
+        }
+        replace(&mut self.owned6, &owned, "owned6")?;
+        replace(&mut self.reals6, &real_keys, "reals6")?;
+        replace(&mut self.real_ips6, &real_ips, "real_ips6")?;
+        Ok(())
+    }
+
     /// Counters summed over CPUs: (redirected, passed). Zeros if the map cannot be read.
     pub fn stats(&self) -> (u64, u64) {
         let c = self.counters().unwrap_or_default();
@@ -402,6 +466,8 @@ impl Steer {
             other_ipv4: get(st::OTHER_IPV4)?,
             malformed: get(st::MALFORMED)?,
             real_client_side: get(st::REAL_CLIENT_SIDE)?,
+            ns_owned: get(st::NS_OWNED)?,
+            other_ipv6: get(st::OTHER_IPV6)?,
         })
     }
 }

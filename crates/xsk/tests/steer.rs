@@ -445,7 +445,7 @@ fn steers_the_directors_traffic_and_passes_the_rest() {
     let c = counters(&steer);
     assert_eq!(
         c.redirected,
-        c.arp_owned + c.to_owned + c.from_real + c.icmp_from_real
+        c.arp_owned + c.to_owned + c.from_real + c.icmp_from_real + c.ns_owned
     );
     assert_eq!(
         c.passed,
@@ -456,6 +456,7 @@ fn steers_the_directors_traffic_and_passes_the_rest() {
             + c.other_ipv4
             + c.malformed
             + c.real_client_side
+            + c.other_ipv6
     );
     // No socket anywhere: every steered frame fell back to the kernel.
     assert_eq!(c.no_socket, c.redirected);
