@@ -21,7 +21,7 @@ use detour_config::{model::Model, Snapshot};
 use detour_control::{Control, Report};
 use detour_dataplane::WorkerConfig;
 use detour_xsk::io::IoConfig;
-use detour_xsk::steer::{kernel_addrs, Steer};
+use detour_xsk::steer::{kernel_addrs, kernel_addrs6, Steer};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,9 +119,10 @@ pub fn steer_all(steers: &mut [Steer], snap: &Snapshot, kernel: &[Ipv4Addr]) {
         }
     }
     for s in steers {
+        let kernel6 = kernel_addrs6(s.iface());
         let set = s
             .set_addresses(&owned, &reals, kernel)
-            .and_then(|()| s.set_addresses6(&owned6, &reals6));
+            .and_then(|()| s.set_addresses6(&owned6, &reals6, &kernel6));
         if let Err(e) = set {
             crate::log!(Event::XdpMaps, "XDP maps on {}: {e}", s.iface());
         }

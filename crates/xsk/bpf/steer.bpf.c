@@ -14,6 +14,7 @@
 //   owned6    HASH       IPv6 address -> 1: the IPv6 VIPs and DIPs
 //   reals6    HASH       {addr[16], port, pad} (network order) -> 1: the IPv6 real servers
 //   real_ips6 HASH       IPv6 address -> 1: the IPv6 real servers' addresses
+//   kernel6   HASH       IPv6 address -> 1: the director kernel's own IPv6 addresses
 //   side      ARRAY      [0] -> 1 on the client-side interface of a two-armed director:
 //                        frames from reals are not the director's there (0: server side,
 //                        or the one interface of a one-armed director)
@@ -26,6 +27,7 @@
 //   TCP/UDP from a real's (addr, port) (first fragment or whole) -> socket (kernel if `side`)
 //   ICMP from a real's address                                   -> socket (kernel if `side`)
 //   IPv6 to an owned address (any next header)                   -> socket
+//   IPv6 to a kernel address                                     -> kernel
 //   ICMPv6 neighbour solicitation whose target is owned           -> socket
 //   IPv6 TCP/UDP (no extension headers) from a real's [addr]:port -> socket (kernel if `side`)
 //   ICMPv6 error (type < 128) from a real's address               -> socket (kernel if `side`)
@@ -141,6 +143,13 @@ struct {
 } real_ips6 SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 256);
+    __type(key, struct addr6);
+    __type(value, __u8);
+} kernel6 SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
@@ -220,6 +229,9 @@ static __always_inline int steer_ipv6(struct xdp_md *ctx, void *l3, void *data_e
     __builtin_memcpy(&daddr, &ip6->daddr, sizeof(daddr));
     if (bpf_map_lookup_elem(&owned6, &daddr))
         return to_socket(ctx, ST_TO_OWNED);
+    // The kernel's own traffic (health checks of IPv6 reals, their answers) stays its own.
+    if (bpf_map_lookup_elem(&kernel6, &daddr))
+        return to_kernel(ST_TO_KERNEL);
     __u8 *l4 = (__u8 *)(ip6 + 1);
     if (ip6->nexthdr == IPPROTO_ICMPV6) {
         if ((void *)(l4 + 8) > data_end)

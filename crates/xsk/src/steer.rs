@@ -232,6 +232,7 @@ pub struct Steer {
     owned6: HashMap<MapData, [u8; 16], u8>,
     reals6: HashMap<MapData, RealKey6, u8>,
     real_ips6: HashMap<MapData, [u8; 16], u8>,
+    kernel6: HashMap<MapData, [u8; 16], u8>,
     side: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     /// Holds the program and its link: dropping it detaches the program.
@@ -312,6 +313,7 @@ impl Steer {
             owned6: take_map(&mut ebpf, "owned6")?,
             reals6: take_map(&mut ebpf, "reals6")?,
             real_ips6: take_map(&mut ebpf, "real_ips6")?,
+            kernel6: take_map(&mut ebpf, "kernel6")?,
             side: take_map(&mut ebpf, "side")?,
             stats: take_map(&mut ebpf, "stats")?,
             _ebpf: ebpf,
@@ -409,12 +411,15 @@ impl Steer {
 
     /// Replace the IPv6 address sets, as [`Steer::set_addresses`] does for IPv4: owned VIP/DIP
     /// addresses (their traffic and the neighbour solicitations for them are steered) and the
-    /// reals' \[addr\]:port (their TCP/UDP and ICMPv6 errors are steered on the server side).
+    /// reals' \[addr\]:port (their TCP/UDP and ICMPv6 errors are steered on the server side),
+    /// the director kernel's own IPv6 addresses (their traffic is never steered).
     pub fn set_addresses6(
         &mut self,
         owned: &[Ipv6Addr],
         reals: &[SocketAddrV6],
+        kernel: &[Ipv6Addr],
     ) -> Result<(), SteerError> {
+        let kernel: HashSet<[u8; 16]> = kernel.iter().map(Ipv6Addr::octets).collect();
         let owned: HashSet<[u8; 16]> = owned.iter().map(Ipv6Addr::octets).collect();
         let real_keys: HashSet<RealKey6> = reals.iter().map(RealKey6::new).collect();
         let real_ips: HashSet<[u8; 16]> = reals.iter().map(|r| r.ip().octets()).collect();
@@ -422,6 +427,7 @@ impl Steer {
             ("owned IPv6 addresses", owned.len(), OWNED_MAX),
             ("IPv6 real servers", real_keys.len(), REALS_MAX),
             ("IPv6 real server addresses", real_ips.len(), REAL_IPS_MAX),
+            ("kernel IPv6 addresses", kernel.len(), KERNEL_MAX),
         ] {
             if len > max {
                 return Err(SteerError::new(format!(
@@ -430,6 +436,7 @@ impl Steer {
                 )));
             }
         }
+        replace(&mut self.kernel6, &kernel, "kernel6")?;
         replace(&mut self.owned6, &owned, "owned6")?;
         replace(&mut self.reals6, &real_keys, "reals6")?;
         replace(&mut self.real_ips6, &real_ips, "real_ips6")?;
@@ -505,6 +512,44 @@ where
             .map_err(|e| SteerError::with(format!("inserting into map `{name}`"), &e))?;
     }
     Ok(())
+}
+
+/// The IPv6 addresses configured on `iface` (link-local ones included), read with
+/// getifaddrs(3) in the calling thread's network namespace.
+pub fn kernel_addrs6(iface: &str) -> Vec<Ipv6Addr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `list` is a valid out-pointer; on success getifaddrs stores the head of a list
+    // that stays valid until the freeifaddrs below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return out;
+    }
+    let mut node = list;
+    while !node.is_null() {
+        // SAFETY: `node` is a non-null node of the list returned by getifaddrs, not yet freed.
+        // `ifa_name` is a NUL-terminated string when non-null, and `ifa_addr`, when non-null,
+        // points at a sockaddr whose `sa_family` says its real type: AF_INET6 means a
+        // `sockaddr_in6`.
+        unsafe {
+            let ifa = &*node;
+            if !ifa.ifa_name.is_null()
+                && !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET6
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == iface.as_bytes()
+            {
+                let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                let addr = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                if !out.contains(&addr) {
+                    out.push(addr);
+                }
+            }
+            node = ifa.ifa_next;
+        }
+    }
+    // SAFETY: `list` came from a successful getifaddrs and is freed exactly once; no reference
+    // into it outlives this point.
+    unsafe { libc::freeifaddrs(list) };
+    out
 }
 
 /// The IPv4 addresses configured on `iface` (empty if it has none or does not exist), read

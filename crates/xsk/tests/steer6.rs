@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use detour_xsk::steer::{Steer, SteerCounters};
+use detour_xsk::steer::{kernel_addrs6, Steer, SteerCounters};
 
 const KERNEL_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 const PEER_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
@@ -182,8 +182,11 @@ fn ipv6_owned_solicited_and_reals_are_steered_the_rest_is_the_kernels() {
     let mut steer = in_ns(&lab.ns[0], move || Steer::attach(&iface, None)).expect("attach");
     let real = SocketAddrV6::new(PEER_B, REAL_PORT, 0, 0);
     steer.set_addresses(&[], &[], &[]).expect("set_addresses");
+    let iface = lab.ifs[0].clone();
+    let kernel = in_ns(&lab.ns[0], move || kernel_addrs6(&iface));
+    assert!(kernel.contains(&KERNEL_A), "{kernel:?}");
     steer
-        .set_addresses6(&[OWNED, OWNED_SOLICITED], &[real])
+        .set_addresses6(&[OWNED, OWNED_SOLICITED], &[real], &kernel)
         .expect("set_addresses6");
 
     // TCP to the kernel's own address works through the program: neighbour discovery between
@@ -231,6 +234,15 @@ fn ipv6_owned_solicited_and_reals_are_steered_the_rest_is_the_kernels() {
         c.other_ipv6 >= c4.other_ipv6 + 3
     });
     assert_eq!(c5.from_real, c4.from_real);
+
+    // From the real's [addr]:port to the kernel's own address (a health check's answer):
+    // the kernel's.
+    let c6 = steer.counters().unwrap();
+    lab.udp_from_b(REAL_PORT, KERNEL_A, 3);
+    let c7 = wait_counters(&steer, "UDP from the real to the kernel", |c| {
+        c.to_kernel >= c6.to_kernel + 3
+    });
+    assert_eq!(c7.from_real, c6.from_real);
 
     // The totals are the sums of the reasons.
     std::thread::sleep(Duration::from_millis(300));
