@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The lab of DESIGN.md section 4, in network namespaces joined by veth pairs:
+# The lab of DESIGN.md section 4, in network namespaces joined by veth pairs, dual-stack:
 #
 #   dt-client (198.18.0.100) --c0/dc--> dt-dir [dc 198.18.0.254 | ds 198.18.1.1] --ds/sw0--> dt-sw (bridge)
 #                                                                              |-- dt-real1 198.18.1.11 :8080 (NAT DIP 198.18.0.2)
 #                                                                              |-- dt-real2 198.18.1.12 :8080 (NAT DIP 198.18.0.4)
 #                                                                              `-- dt-real3 198.18.1.13 + 198.18.0.3 :80 (same-address DIP)
+#
+# IPv6 beside it: client 2001:db8::100/64, director dc 2001:db8::fe/64 and ds 2001:db8:1::1/64,
+# reals 2001:db8:1::11-13/64 (NAT DIPs [2001:db8::2] -> real1, [2001:db8::4] -> real2; the VIP
+# is [2001:db8::1]). Every IPv6 address is added with `nodad`, so nothing waits for duplicate
+# address detection; the client resolves the VIP and DIPs by neighbour discovery, which the
+# director answers.
 #
 # Each real runs python3's http.server on a directory holding index.html (naming the
 # real) and big.bin, and the same over HTTPS (TLS 1.3) on 8443 (real1, real2) or 443
@@ -60,11 +66,14 @@ up() {
     ip link add c0 netns dt-client numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
         peer dc netns dt-dir numtxqueues "$QUEUES" numrxqueues "$QUEUES"
     x dt-client ip addr add 198.18.0.100/24 dev c0
+    x dt-client ip -6 addr add 2001:db8::100/64 dev c0 nodad
     x dt-dir ip addr add 198.18.0.254/24 dev dc
+    x dt-dir ip -6 addr add 2001:db8::fe/64 dev dc nodad
     # director (server side) <-> switch.
     ip link add ds netns dt-dir numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
         peer sw0 netns dt-sw numtxqueues "$QUEUES" numrxqueues "$QUEUES"
     x dt-dir ip addr add 198.18.1.1/24 dev ds
+    x dt-dir ip -6 addr add 2001:db8:1::1/64 dev ds nodad
     x dt-sw ip link add br0 type bridge
     x dt-sw ip link set sw0 master br0
     local i=1
@@ -73,8 +82,10 @@ up() {
         x dt-sw ip link set "sw$i" master br0
         x dt-sw ip link set "sw$i" up
         x "$r" ip addr add "198.18.1.1$i/24" dev eth0
+        x "$r" ip -6 addr add "2001:db8:1::1$i/64" dev eth0 nodad
         x "$r" ip link set eth0 up
         x "$r" ip route add default via 198.18.1.1
+        x "$r" ip -6 route add default via 2001:db8:1::1
         i=$((i + 1))
     done
     # The same-address real owns its DIP's address too; the director's kernel reaches it on
@@ -89,6 +100,7 @@ up() {
     x dt-dir ip route add 198.18.0.3/32 dev ds
     # The client reaches the rest of the lab through the director's kernel address.
     x dt-client ip route add 198.18.0.0/15 via 198.18.0.254 || true
+    x dt-client ip -6 route add 2001:db8::/32 via 2001:db8::fe || true
 
     # Kernel-side veths send partial checksums unless tx offload is off (DESIGN.md 3).
     x dt-client ethtool -K c0 tx off >/dev/null
@@ -118,9 +130,12 @@ up() {
 198.18.0.2 real1.lab
 198.18.0.4 real2.lab
 198.18.0.3 real3.lab
+2001:db8::1 www6.lab
+2001:db8::2 real1-6.lab
+2001:db8::4 real2-6.lab
 HOSTS
     trap - ERR
-    echo "lab: up (client 198.18.0.100, director dc=198.18.0.254 ds=198.18.1.1, reals 198.18.1.11-13)"
+    echo "lab: up (client 198.18.0.100 2001:db8::100, director dc=198.18.0.254 2001:db8::fe ds=198.18.1.1 2001:db8:1::1, reals 198.18.1.11-13 2001:db8:1::11-13)"
 }
 
 port_of() { if [ "$1" = dt-real3 ]; then echo 80; else echo 8080; fi; }
@@ -152,7 +167,8 @@ make_certs() {
 start_real() {
     local r=$1 port
     port=$(port_of "$r")
-    x "$r" python3 -m http.server --bind 0.0.0.0 --directory "$LAB_DIR/$r" "$port" \
+    # `--bind ::` listens on both families (http.server's dual-stack server).
+    x "$r" python3 -m http.server --bind :: --directory "$LAB_DIR/$r" "$port" \
         >>"$LAB_DIR/$r.log" 2>&1 &
     echo $! >"$LAB_DIR/$r.pid"
     # The same directory over HTTPS, TLS 1.3, with the real's certificate.

@@ -211,18 +211,18 @@ fn ipv6_ids_apply_show_refuse_and_write_back() {
     let dir = scratch("ipv6");
     let mut c = control(&dir, &config("lab.conf"), 1);
     for (cmd, want) in [
-        ("virtual [2001:db8::1]:80", "virtual [2001:db8::1]:80"),
+        ("virtual [2001:db8::31]:80", "virtual [2001:db8::31]:80"),
         (
-            "dip 2001:db8::2 real [2001:db8:1::2]:8080",
-            "dip [2001:db8::2]:80 real [2001:db8:1::2]:8080",
+            "dip 2001:db8::32 real [2001:db8:1::32]:8080",
+            "dip [2001:db8::32]:80 real [2001:db8:1::32]:8080",
         ),
         (
-            "bind [2001:db8::1] [2001:db8::2]:80",
-            "bind [2001:db8::1]:80 [2001:db8:1::2]:8080",
+            "bind [2001:db8::31] [2001:db8::32]:80",
+            "bind [2001:db8::31]:80 [2001:db8:1::32]:8080",
         ),
         (
-            "health-check [2001:db8:1::2]:8080 tcp",
-            "health-check [2001:db8:1::2]:8080 tcp interval 2000ms timeout 1000ms rise 2 fall 3",
+            "health-check [2001:db8:1::32]:8080 tcp",
+            "health-check [2001:db8:1::32]:8080 tcp interval 2000ms timeout 1000ms rise 2 fall 3",
         ),
     ] {
         let o = c.command(cmd);
@@ -236,15 +236,15 @@ fn ipv6_ids_apply_show_refuse_and_write_back() {
     assert!(c
         .command("show real")
         .text()
-        .contains("[2001:db8:1::2]:8080"));
+        .contains("[2001:db8:1::32]:8080"));
     assert!(c
         .command("show virtual")
         .text()
-        .contains("[2001:db8::1]:80"));
+        .contains("[2001:db8::31]:80"));
     let before = (c.model.clone(), c.epoch);
     for (cmd, why) in [
         (
-            "bind 198.18.0.1 [2001:db8::2]",
+            "bind 198.18.0.1 [2001:db8::32]",
             "<ctl>:1:17: expected a real of the virtual's family",
         ),
         (
@@ -262,7 +262,7 @@ fn ipv6_ids_apply_show_refuse_and_write_back() {
     assert!(matches!(o, Outcome::Written { .. }), "{o:?}");
     let text = std::fs::read_to_string(&c.path).unwrap();
     assert!(
-        text.contains("dip [2001:db8::2]:80 real [2001:db8:1::2]:8080\n"),
+        text.contains("dip [2001:db8::32]:80 real [2001:db8:1::32]:8080\n"),
         "{text}"
     );
     assert_eq!(detour_config::load(&text, "w").unwrap(), c.model);
