@@ -2,7 +2,9 @@
 # The main job: on a fresh machine, install what is missing, build, bring the lab up, start
 # detour with configs/lab.conf, and show a real client (curl) being redirected from the VIP
 # to a real server's URL and getting that server's page through its DIP; then the rotation
-# over several requests, a large download through a DIP; then tear everything down.
+# over several requests, a large download through a DIP; the same over IPv6 (a client at
+# 2001:db8::100 redirected by [2001:db8::1] and served through an IPv6 DIP); then tear
+# everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -53,8 +55,16 @@ want=$(sha256sum /tmp/detour-lab/big.bin | cut -d' ' -f1)
 got=$(sha256sum /tmp/detour-demo.bin | cut -d' ' -f1)
 rm -f /tmp/detour-demo.bin
 [ "$want" = "$got" ] && echo "sha256 matches the served file" || { echo "demo: download differs" >&2; exit 1; }
+echo "== IPv6: curl -6 -L -v http://www6.lab/index.html  (neighbour discovery answered by the director, redirected, served through an IPv6 DIP)"
+c curl -6 -sS -L -v --max-time 10 http://www6.lab/index.html 2>&1 | grep -E '^(< HTTP|< Location|\* Connected|<html)|real server' || true
+echo "== IPv6: a large download through the VIP, then an IPv6 DIP"
+c curl -6 -sS -L --max-time 60 -o /tmp/detour-demo6.bin -w 'got %{size_download} bytes from %{url_effective} at %{speed_download} B/s\n' http://www6.lab/big.bin
+got=$(sha256sum /tmp/detour-demo6.bin | cut -d' ' -f1)
+rm -f /tmp/detour-demo6.bin
+[ "$want" = "$got" ] && echo "sha256 matches the served file" || { echo "demo: IPv6 download differs" >&2; exit 1; }
 echo "== ping the VIP (the director answers ARP and ICMP itself)"
 c ping -c 2 -W 1 198.18.0.1 | tail -2
+c ping -6 -c 2 -W 1 2001:db8::1 | tail -2
 sleep 2
 echo "== detour's live summary"
 tail -n 3 "$log"
