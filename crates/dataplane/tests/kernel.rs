@@ -411,3 +411,63 @@ fn concurrent_clients_all_get_redirects() {
     );
     lab.assert_clean();
 }
+
+/// The base configuration with an IPv6 virtual bound directly to an IPv6 NAT DIP
+/// ([2001:db8::2]:80 -> [2001:db8:1::2]:8080, the server namespace's address).
+const CONFIG6: &str = "\
+virtual [2001:db8::1]:80
+dip [2001:db8::2] real [2001:db8:1::2]:8080
+bind [2001:db8::1] [2001:db8::2]
+";
+
+#[test]
+fn curl6_is_redirected_and_downloads_through_an_ipv6_dip_byte_identical() {
+    let lab = Lab::new(&format!("{BASE_CONFIG}{CONFIG6}"), true);
+    let served = std::fs::read(lab.dir.join("nat/big.bin")).unwrap();
+    let want = sha256_hex(&served);
+    // The client resolves the VIP by neighbour discovery (the director answers), gets the
+    // redirect from the responder over IPv6 (the kernel's TCP stack on the client side).
+    let o = lab.curl(
+        10,
+        &[
+            "-6",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "http://[2001:db8::1]/a/b?x=1",
+        ],
+    );
+    lab.check(
+        o.ok() && o.stdout == "302 http://[2001:db8::2]/a/b?x=1",
+        || format!("curl -6 to the IPv6 VIP: expected the redirect to the IPv6 DIP, got {o:?}"),
+    );
+    // Following it: 20 MiB through the DIP, NAT both ways (a kernel HTTP server behind it).
+    let file = lab.path("big6.bin");
+    let o = lab.curl(
+        60,
+        &[
+            "-6",
+            "-sS",
+            "-L",
+            "-o",
+            file.to_str().unwrap(),
+            "-w",
+            "%{http_code} %{url_effective} %{size_download}",
+            "http://[2001:db8::1]/big.bin",
+        ],
+    );
+    let got_sha = sha256_hex(&std::fs::read(&file).unwrap_or_default());
+    let _ = std::fs::remove_file(&file);
+    let want_w = format!("200 http://[2001:db8::2]/big.bin {BIG_LEN}");
+    lab.check(o.ok() && o.stdout == want_w && got_sha == want, || {
+        format!("curl -6 -L: expected `{want_w}` and sha256 {want}, got sha256 {got_sha}, {o:?}")
+    });
+    // IPv4 beside it still works through the same worker.
+    let o = code_and_location(&lab, "http://198.18.0.1/x");
+    lab.check(o.ok() && o.stdout.starts_with("302 "), || {
+        format!("IPv4 beside it: {o:?}")
+    });
+    lab.assert_clean();
+}

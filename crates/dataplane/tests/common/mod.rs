@@ -284,15 +284,67 @@ impl Lab {
             must(&a);
         };
         ip(&cns, &["addr", "add", "198.18.0.100/24", "dev", &ctap]);
+        // IPv6 beside it (nodad: nothing waits for duplicate address detection). The client
+        // resolves the IPv6 VIP and DIP by neighbour discovery, answered by the director.
+        ip(
+            &cns,
+            &[
+                "-6",
+                "addr",
+                "add",
+                "2001:db8::100/64",
+                "dev",
+                &ctap,
+                "nodad",
+            ],
+        );
         ip(&cns, &["link", "set", &ctap, "up"]);
         ip(&sns, &["addr", "add", "198.18.1.2/24", "dev", &stap]);
         ip(&sns, &["addr", "add", "198.18.0.3/32", "dev", &stap]);
+        ip(
+            &sns,
+            &[
+                "-6",
+                "addr",
+                "add",
+                "2001:db8:1::2/64",
+                "dev",
+                &stap,
+                "nodad",
+            ],
+        );
         ip(&sns, &["link", "set", &stap, "up"]);
         ip(
             &sns,
             &["route", "add", "198.18.0.100/32", "via", "198.18.1.1"],
         );
+        ip(
+            &sns,
+            &[
+                "-6",
+                "route",
+                "add",
+                "2001:db8::100/128",
+                "via",
+                "2001:db8:1::1",
+            ],
+        );
         let dmac = mac_str(&DIRECTOR_MACS[1]);
+        ip(
+            &sns,
+            &[
+                "-6",
+                "neigh",
+                "replace",
+                "2001:db8:1::1",
+                "lladdr",
+                &dmac,
+                "dev",
+                &stap,
+                "nud",
+                "permanent",
+            ],
+        );
         ip(
             &sns,
             &[
@@ -396,7 +448,8 @@ impl Lab {
         let log = fs::File::create(self.dir.join(format!("server-{port}.log"))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.sns, "python3", "-m", "http.server"])
-            .args(["--bind", "0.0.0.0", "--directory"])
+            // `::`: http.server's dual-stack server, both families.
+            .args(["--bind", "::", "--directory"])
             .arg(dir)
             .arg(port.to_string())
             .stdin(Stdio::null())
@@ -883,8 +936,29 @@ fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// Why an IPv4 frame the director sends would be refused by a receiver's stack, if it would.
+/// Why an IPv6 frame the director sends would be refused by a receiver's stack, if it would
+/// (TCP, UDP and ICMPv6 right after the fixed header: what the director sends).
+fn checksum_problem6(f: &[u8]) -> Option<String> {
+    let p = f.get(14..)?;
+    if p.len() < 40 || 40 + usize::from(be16(p, 4)) > p.len() {
+        return Some("bad IPv6 length".into());
+    }
+    let l4 = &p[40..40 + usize::from(be16(p, 4))];
+    if !matches!(p[6], 6 | 17 | 58) {
+        return None;
+    }
+    let mut sum = csum_add(0, &p[8..40]);
+    sum += u32::from(p[6]) + l4.len() as u32;
+    (csum_fold(csum_add(sum, l4)) != 0)
+        .then(|| format!("bad checksum of IPv6 next header {}", p[6]))
+}
+
+/// Why an IPv4 or IPv6 frame the director sends would be refused by a receiver's stack, if
+/// it would.
 pub fn checksum_problem(f: &[u8]) -> Option<String> {
+    if f.len() >= 14 && be16(f, 12) == 0x86dd {
+        return checksum_problem6(f);
+    }
     if f.len() < 34 || be16(f, 12) != 0x0800 {
         return None;
     }
