@@ -101,15 +101,31 @@ fn statistics_from_reports_follow_a_change_of_the_configuration() {
     assert!(c.command("no bind 198.18.0.1 real1").changed());
     let e2 = c.epoch;
     assert!(e2 > e1);
+    let before = c.snap.clone();
     assert!(c.command("no url real1").changed());
     let e3 = c.epoch;
     assert_eq!(c.snap.urls.iter().filter(|u| u.id == "real1").count(), 0);
     // The snapshot carries, for the workers, where each URL was in the one before it.
     assert_eq!(c.snap.carry.from, e2);
+    assert_eq!(c.snap.carry.urls.len(), c.snap.urls.len());
     for (i, u) in c.snap.urls.iter().enumerate() {
-        assert_eq!(u.id, ["real2", "real3"][i]);
-        assert_eq!(c.snap.carry.urls[i], Some(i as u32 + 1), "{}", u.id);
+        let was = before
+            .urls
+            .iter()
+            .position(|o| o.id == u.id)
+            .map(|j| j as u32);
+        assert!(was.is_some(), "{} was there before", u.id);
+        assert_eq!(c.snap.carry.urls[i], was, "{}", u.id);
     }
+    assert!(
+        c.snap
+            .carry
+            .urls
+            .iter()
+            .enumerate()
+            .any(|(i, j)| *j != Some(i as u32)),
+        "real1's removal moved indices"
+    );
     let mut old = report_like(&c, 1, e1, 3);
     old.urls = vec![9, 9, 9];
     c.stats.report(old);
