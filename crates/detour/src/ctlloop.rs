@@ -84,8 +84,8 @@ impl Loop {
         if hup {
             notify::notify(notify::State::Reloading);
             let o = self.control.reload();
-            notify::notify(notify::State::Ready);
             log_outcome("SIGHUP reload", &o);
+            notify::notify(notify::State::Ready);
             config_changed |= o.changed();
         }
         while let Ok(req) = self.requests.try_recv() {
