@@ -25,7 +25,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::Hash;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
 
 use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap};
@@ -517,44 +517,29 @@ where
 /// The IPv6 addresses configured on `iface` (link-local ones included), read with
 /// getifaddrs(3) in the calling thread's network namespace.
 pub fn kernel_addrs6(iface: &str) -> Vec<Ipv6Addr> {
-    let mut out = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: `list` is a valid out-pointer; on success getifaddrs stores the head of a list
-    // that stays valid until the freeifaddrs below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return out;
-    }
-    let mut node = list;
-    while !node.is_null() {
-        // SAFETY: `node` is a non-null node of the list returned by getifaddrs, not yet freed.
-        // `ifa_name` is a NUL-terminated string when non-null, and `ifa_addr`, when non-null,
-        // points at a sockaddr whose `sa_family` says its real type: AF_INET6 means a
-        // `sockaddr_in6`.
-        unsafe {
-            let ifa = &*node;
-            if !ifa.ifa_name.is_null()
-                && !ifa.ifa_addr.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET6
-                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == iface.as_bytes()
-            {
-                let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                let addr = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                if !out.contains(&addr) {
-                    out.push(addr);
-                }
-            }
-            node = ifa.ifa_next;
-        }
-    }
-    // SAFETY: `list` came from a successful getifaddrs and is freed exactly once; no reference
-    // into it outlives this point.
-    unsafe { libc::freeifaddrs(list) };
-    out
+    kernel_ip_addrs(iface)
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
 }
 
 /// The IPv4 addresses configured on `iface` (empty if it has none or does not exist), read
 /// with getifaddrs(3) in the calling thread's network namespace.
 pub fn kernel_addrs(iface: &str) -> Vec<Ipv4Addr> {
+    kernel_ip_addrs(iface)
+        .into_iter()
+        .filter_map(|a| match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+/// The addresses of both families configured on `iface`, each once, in getifaddrs order.
+fn kernel_ip_addrs(iface: &str) -> Vec<IpAddr> {
     let mut out = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: `list` is a valid out-pointer; on success getifaddrs stores the head of a list
@@ -567,18 +552,31 @@ pub fn kernel_addrs(iface: &str) -> Vec<Ipv4Addr> {
         // SAFETY: `node` is a non-null node of the list returned by getifaddrs, not yet freed.
         // `ifa_name` is a NUL-terminated string when non-null, and `ifa_addr`, when non-null,
         // points at a sockaddr whose `sa_family` says its real type: AF_INET means a
-        // `sockaddr_in`.
+        // `sockaddr_in`, AF_INET6 a `sockaddr_in6`.
         unsafe {
             let ifa = &*node;
-            if !ifa.ifa_name.is_null()
-                && !ifa.ifa_addr.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == iface.as_bytes()
-            {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                if !out.contains(&addr) {
-                    out.push(addr);
+            let named = !ifa.ifa_name.is_null()
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == iface.as_bytes();
+            let addr = if !named || ifa.ifa_addr.is_null() {
+                None
+            } else {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(a) = addr {
+                if !out.contains(&a) {
+                    out.push(a);
                 }
             }
             node = ifa.ifa_next;
