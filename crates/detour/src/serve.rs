@@ -378,6 +378,16 @@ mod tests {
         (p, srv, rx)
     }
 
+    /// Poll `cond` until it holds; panics with `what` after 10 s (a generous bound: this
+    /// orders events between threads, it does not time them).
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Answer every request with its line, upper-cased, until the channel closes.
     fn echo(rx: Receiver<Request>) {
         std::thread::spawn(move || {
@@ -396,27 +406,29 @@ mod tests {
         let (p, srv, rx) = ctl("idle", limits);
         echo(rx);
         let idle: Vec<_> = (0..5).map(|_| UnixStream::connect(&p).unwrap()).collect();
+        let active = || srv.counts.active.load(Ordering::SeqCst);
+        wait_until("5 idle clients accepted", || active() == 5);
         let t = Instant::now();
         assert_eq!(request(&p, "show real").unwrap(), "SHOW REAL\n");
-        assert!(
-            t.elapsed() < Duration::from_millis(200),
-            "{:?}",
-            t.elapsed()
-        );
+        // Answered while the five idle clients still hold their connections, i.e. not queued
+        // behind them (they are cut only at their deadline).
+        assert!(t.elapsed() < limits.deadline, "{:?}", t.elapsed());
         // Past the limit: refused at once, counted (after the served one's thread ended).
-        std::thread::sleep(Duration::from_millis(100));
+        wait_until("the served connection's thread ended", || active() == 5);
         let more: Vec<_> = (0..3).map(|_| UnixStream::connect(&p).unwrap()).collect();
+        wait_until("8 connections held", || active() == 8);
         let answer = request(&p, "x").unwrap();
         assert!(answer.starts_with("error: too many"), "{answer}");
         assert!(srv.counts.refused.load(Ordering::SeqCst) >= 1);
-        // The deadline closes the idle ones; then there is room again.
-        std::thread::sleep(Duration::from_millis(1700));
+        // The deadline closes the idle ones (each read ends at the cut); then there is room.
         for mut s in idle.into_iter().chain(more) {
             let mut b = Vec::new();
             let _ = s.read_to_end(&mut b);
             assert!(b.is_empty(), "{b:?}");
         }
-        assert_eq!(srv.counts.cut.load(Ordering::SeqCst), 8);
+        wait_until("8 connections cut", || {
+            srv.counts.cut.load(Ordering::SeqCst) == 8 && active() == 0
+        });
         assert_eq!(request(&p, "again").unwrap(), "AGAIN\n");
         drop(srv);
         assert!(!p.exists());
