@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The cluster lab: several detour directors behind a router's ECMP, announced over BGP by BIRD.
+# Dual-stack: every IPv4 address 198.18.X.Y below has an IPv6 twin 2001:db8:X::Y.
 #
 #  dtc-cl 198.18.10.100 --c0|r0--> dtc-rt [r0 198.18.10.1 | brf 198.18.11.1 | brb 198.18.12.1]
-#                                     |  BIRD, kernel multipath routes to 198.18.20.0/24 /32s
+#                                     |  BIRD, kernel multipath routes to the /32s and /128s
 #                       brf (front) --+-- dtc-d1..d4 dc 198.18.11.1N  (detour + BIRD each)
 #                       brb (back)  --+-- dtc-d1..d4 ds 198.18.12.1N
 #                                     +-- dtc-r1..r3 198.18.12.21-23 :8080 (DIPs 198.18.20.2-4)
 #
 # The reals' default route is the router's back address; the router sends their traffic
-# (ip rule iif brb -> table 200) over the multipath default route the directors announce,
-# so the return traffic also goes through any live director. Virtual 198.18.20.1.
+# (ip rule iif brb -> table 200, both families) over the multipath default routes the
+# directors announce, so the return traffic also goes through any live director. Virtuals
+# 198.18.20.1 and 2001:db8:20::1 (DIPs 2001:db8:20::2-4). One BGP session per director and
+# side carries both families (MP-BGP, IPv6 next hops set per channel), under one BFD session.
 #
 # usage: scripts/cluster.sh up|down|status|demo
 #        scripts/cluster.sh start N [drain-secs] | signal N SIG | routes | ctl N <command...>
@@ -52,23 +55,33 @@ up() {
     for ns in "${NS[@]}"; do
         ip netns add "$ns"
         x "$ns" ip link set lo up
+        # No duplicate address detection (the addresses are ours), no router advertisements.
+        x "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
     done
     x dtc-rt sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
         net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-        net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
+        net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 \
+        net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1
     # client <-> router
     ip link add c0 netns dtc-cl type veth peer r0 netns dtc-rt
     x dtc-cl ip addr add 198.18.10.100/24 dev c0
+    x dtc-cl ip addr add 2001:db8:10::100/64 dev c0 nodad
     x dtc-rt ip addr add 198.18.10.1/24 dev r0
+    x dtc-rt ip addr add 2001:db8:10::1/64 dev r0 nodad
     x dtc-rt ip link add brf type bridge
     x dtc-rt ip link add brb type bridge
     x dtc-rt ip addr add 198.18.11.1/24 dev brf
     x dtc-rt ip addr add 198.18.12.1/24 dev brb
+    x dtc-rt ip addr add 2001:db8:11::1/64 dev brf nodad
+    x dtc-rt ip addr add 2001:db8:12::1/64 dev brb nodad
     for n in "${DIRECTORS[@]}"; do
         ip link add dc netns "dtc-d$n" type veth peer "f$n" netns dtc-rt
         ip link add ds netns "dtc-d$n" type veth peer "b$n" netns dtc-rt
         x "dtc-d$n" ip addr add "198.18.11.1$n/24" dev dc
         x "dtc-d$n" ip addr add "198.18.12.1$n/24" dev ds
+        x "dtc-d$n" ip addr add "2001:db8:11::1$n/64" dev dc nodad
+        x "dtc-d$n" ip addr add "2001:db8:12::1$n/64" dev ds nodad
         x "dtc-d$n" ip link set dc up
         x "dtc-d$n" ip link set ds up
         x dtc-rt ip link set "f$n" master brf
@@ -84,10 +97,15 @@ up() {
         x dtc-rt ip link set "p$n" master brb
         x dtc-rt ip link set "p$n" up
         x dtc-rt ethtool -K "p$n" tx off >/dev/null 2>&1 || true
-        x "dtc-r$n" sysctl -qw net.ipv4.conf.all.accept_redirects=0
+        # The router forwards the reals' traffic back out of brb (to a director): a redirect
+        # taken would pin a real's replies to one director.
+        x "dtc-r$n" sysctl -qw net.ipv4.conf.all.accept_redirects=0 \
+            net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.eth0.accept_redirects=0
         x "dtc-r$n" ip addr add "198.18.12.2$n/24" dev eth0
+        x "dtc-r$n" ip addr add "2001:db8:12::2$n/64" dev eth0 nodad
         x "dtc-r$n" ip link set eth0 up
         x "dtc-r$n" ip route add default via 198.18.12.1
+        x "dtc-r$n" ip -6 route add default via 2001:db8:12::1
         x "dtc-r$n" ethtool -K eth0 tx off >/dev/null
     done
     x dtc-rt ip link set brf up
@@ -95,12 +113,15 @@ up() {
     x dtc-rt ip link set r0 up
     x dtc-cl ip link set c0 up
     x dtc-cl ip route add 198.18.0.0/15 via 198.18.10.1
+    x dtc-cl ip -6 route add 2001:db8::/32 via 2001:db8:10::1
     x dtc-cl ethtool -K c0 tx off >/dev/null
     x dtc-rt ethtool -K r0 tx off >/dev/null
     # The reals' traffic leaves through a director (their return path), never straight to
     # the client; with no director announcing, it is dropped.
     x dtc-rt ip rule add iif brb lookup 200 pref 100
     x dtc-rt ip route add unreachable default table 200 metric 4000
+    x dtc-rt ip -6 rule add iif brb lookup 200 pref 100
+    x dtc-rt ip -6 route add unreachable default table 200 metric 4000
 
     # BIRD everywhere, each with its own control socket.
     {
@@ -120,7 +141,7 @@ up() {
         mkdir -p "$DIR/r$n"
         printf 'real %s\n' "$n" >"$DIR/r$n/index.html"
         ln -sf "$DIR/big.bin" "$DIR/r$n/big.bin"
-        x "dtc-r$n" python3 -m http.server --bind 0.0.0.0 --directory "$DIR/r$n" 8080 \
+        x "dtc-r$n" python3 -m http.server --bind :: --directory "$DIR/r$n" 8080 \
             >>"$DIR/r$n.log" 2>&1 &
     done
     for n in "${REALS[@]}"; do
@@ -150,7 +171,8 @@ start() {
     echo $! >"$DIR/d$n.pid"
     disown
     for _ in $(seq 1 100); do
-        x "dtc-d$n" ip route show table 100 2>/dev/null | grep -q 198.18.20.1 && return 0
+        x "dtc-d$n" ip route show table 100 2>/dev/null | grep -q 198.18.20.1 &&
+            x "dtc-d$n" ip -6 route show table 100 2>/dev/null | grep -q 2001:db8:20::1 && return 0
         sleep 0.1
     done
     echo "cluster: detour in dtc-d$n announced nothing within 10 s" >&2
@@ -161,10 +183,12 @@ start() {
 signal() { kill "-$2" "$(cat "$DIR/d$1.pid")"; }
 
 routes() {
-    echo "routes to the virtual and DIPs:"
+    echo "routes to the virtuals and DIPs:"
     x dtc-rt ip route show root 198.18.20.0/24
+    x dtc-rt ip -6 route show root 2001:db8:20::/64
     echo "table 200 (the reals' return path):"
     x dtc-rt ip route show table 200
+    x dtc-rt ip -6 route show table 200
 }
 
 status() {

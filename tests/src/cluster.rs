@@ -1,6 +1,7 @@
 //! The cluster lab for end-to-end tests: `scripts/cluster.sh` brings up a router (BIRD,
 //! kernel ECMP), four director namespaces (BIRD each), three reals and a client;
-//! [`Cluster::up`] starts detour in the first three directors. The helpers run curl in the
+//! [`Cluster::up`] starts detour in the first three directors. The lab is dual-stack: each
+//! IPv4 virtual and DIP has an IPv6 twin. The helpers run curl in the
 //! client, signal directors, read the router's multipath routes and each director's counts.
 //! Everything is torn down when the [`Cluster`] is dropped, also when a test fails.
 
@@ -17,6 +18,17 @@ static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 pub const DIR: &str = "/tmp/detour-cluster-e2e";
 /// The virtual; DIPs are 198.18.20.2-4.
 pub const VIP: &str = "198.18.20.1";
+/// The IPv6 virtual; DIPs are 2001:db8:20::2-4.
+pub const VIP6: &str = "2001:db8:20::1";
+
+/// `addr` as the host of a URL: an IPv6 address in brackets.
+pub fn url_host(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_string()
+    }
+}
 
 pub struct Cluster {
     _lock: MutexGuard<'static, ()>,
@@ -79,10 +91,13 @@ impl Cluster {
         r.stdout
     }
 
-    /// The router's next hops for `addr` (0 when it has no route).
+    /// The router's next hops for `addr`, IPv4 or IPv6 (0 when it has no route).
     pub fn nexthops(&self, addr: &str) -> usize {
+        let family = if addr.contains(':') { "-6" } else { "-4" };
         let r = run(
-            &["ip", "netns", "exec", "dtc-rt", "ip", "route", "show", addr],
+            &[
+                "ip", "netns", "exec", "dtc-rt", "ip", family, "route", "show", addr,
+            ],
             5,
         );
         let hops = r.stdout.matches("nexthop via").count();
@@ -117,9 +132,23 @@ impl Cluster {
         self.stat(n, "syn-acks ")
     }
 
+    /// Redirects director `n` answered so far for the virtual `addr` (port 80).
+    pub fn virtual_redirects(&self, n: u32, addr: &str) -> u64 {
+        let id = format!("{}:80 ", url_host(addr));
+        self.stat_of(n, "redirects ", |l| l.trim_start().starts_with(&id))
+    }
+
     fn stat(&self, n: u32, word: &str) -> u64 {
+        self.stat_of(n, word, |_| true)
+    }
+
+    /// The number after `word` on the first line of `show statistics` that has it and `pick`s.
+    fn stat_of(&self, n: u32, word: &str, pick: impl Fn(&str) -> bool) -> u64 {
         let s = self.ctl(n, "show statistics");
-        let line = s.lines().find(|l| l.contains(word)).unwrap_or_default();
+        let line = s
+            .lines()
+            .find(|l| l.contains(word) && pick(l))
+            .unwrap_or_default();
         let after = &line[line.find(word).map_or(line.len(), |i| i + word.len())..];
         after
             .split_whitespace()
@@ -193,7 +222,7 @@ impl Cluster {
 
     /// Start a rate-limited download of big.bin through DIP `dip` into `out`.
     pub fn download(&self, dip: &str, rate: &str, out: &str) -> KillOnDrop {
-        let url = format!("http://{dip}/big.bin");
+        let url = format!("http://{}/big.bin", url_host(dip));
         KillOnDrop(
             Command::new("ip")
                 .args(["netns", "exec", "dtc-cl", "curl", "-sf", "--max-time", "90"])
@@ -208,11 +237,17 @@ impl Cluster {
     /// `count` redirects in one curl process (a new connection, so a new client port, each);
     /// the number answered with 302.
     pub fn redirect_batch(&self, count: usize) -> usize {
+        self.redirect_batch_to(VIP, count)
+    }
+
+    /// [`Cluster::redirect_batch`] to the virtual `vip` (IPv4 or IPv6).
+    pub fn redirect_batch_to(&self, vip: &str, count: usize) -> usize {
         let cfg = format!("{DIR}/batch.curl");
+        let host = url_host(vip);
         let mut text = String::new();
         for i in 0..count {
             text.push_str(&format!(
-                "url = \"http://{VIP}/b{i}\"\noutput = \"/dev/null\"\n"
+                "url = \"http://{host}/b{i}\"\noutput = \"/dev/null\"\n"
             ));
         }
         std::fs::write(&cfg, text).expect("curl config");
@@ -220,6 +255,7 @@ impl Cluster {
             &[
                 "curl",
                 "-s",
+                "-g",
                 "--max-time",
                 "2",
                 "-w",
@@ -274,6 +310,12 @@ pub struct RedirectLoop {
 impl RedirectLoop {
     /// Start; each request may take `max_secs`; the loop ends by itself after `limit`.
     pub fn start(max_secs: u32, limit: Duration) -> RedirectLoop {
+        RedirectLoop::start_to(VIP, max_secs, limit)
+    }
+
+    /// [`RedirectLoop::start`] to the virtual `vip` (IPv4 or IPv6).
+    pub fn start_to(vip: &str, max_secs: u32, limit: Duration) -> RedirectLoop {
+        let host = url_host(vip);
         let t0 = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -283,7 +325,7 @@ impl RedirectLoop {
             let mut i = 0u64;
             while !s.load(Ordering::Relaxed) && t0.elapsed() < limit {
                 let at = t0.elapsed();
-                let url = format!("http://{VIP}/loop{i}");
+                let url = format!("http://{host}/loop{i}");
                 let r = run(
                     &[
                         "ip",
@@ -292,6 +334,7 @@ impl RedirectLoop {
                         "dtc-cl",
                         "curl",
                         "-s",
+                        "-g",
                         "-o",
                         "/dev/null",
                         "--max-time",

@@ -2,11 +2,12 @@
 //! multipath routes, detour on AF_XDP in each director namespace (scripts/cluster.sh).
 //! Each test says what it measured on stderr (`cargo test -- --nocapture` shows it).
 
-use detour_e2e::cluster::{Cluster, RedirectLoop, Sample, DIR, VIP};
+use detour_e2e::cluster::{Cluster, RedirectLoop, Sample, DIR, VIP, VIP6};
 use detour_e2e::KillOnDrop;
 use std::time::{Duration, Instant};
 
 const DIPS: [&str; 3] = ["198.18.20.2", "198.18.20.3", "198.18.20.4"];
+const DIPS6: [&str; 3] = ["2001:db8:20::2", "2001:db8:20::3", "2001:db8:20::4"];
 
 /// Spread redirects over the directors: every one answered, each director's share 20-46 %.
 #[test]
@@ -363,7 +364,8 @@ fn a_director_cut_off_is_withdrawn_by_bfd() {
 fn announcements_follow_health() {
     let c = Cluster::up(4);
     let show = c.ctl(1, "show announce");
-    assert!(show.contains("4 address(es) announced"), "{show}");
+    assert!(show.contains("8 address(es) announced"), "{show}");
+    assert!(show.contains("2001:db8:20::4/128"), "{show}");
     let metrics = |n: u32| {
         detour_e2e::run(
             &[
@@ -381,12 +383,17 @@ fn announcements_follow_health() {
         )
         .stdout
     };
-    assert!(metrics(1).contains("detour_announced{addr=\"198.18.20.4\"} 1"));
+    let m = metrics(1);
+    assert!(m.contains("detour_announced{addr=\"198.18.20.4\"} 1"));
+    assert!(m.contains("detour_announced{addr=\"2001:db8:20::4\"} 1"));
+    assert!(m.contains("detour_announce_return_path{family=\"ipv6\"} 1"));
     // real3 (DIP 198.18.20.4) has no backup; real1 (DIP 198.18.20.2) is backed by real2.
     let t = Instant::now();
     c.stop_real(3);
     c.wait_nexthops("198.18.20.4", 0, 10);
     let gone = t.elapsed();
+    // The same real's IPv6 address: its IPv6 DIP goes too.
+    c.wait_nexthops("2001:db8:20::4", 0, 5);
     c.stop_real(1);
     for n in 1..=3 {
         c.wait_state(n, "198.18.12.21:8080", "failed", 10);
@@ -397,15 +404,20 @@ fn announcements_follow_health() {
         3,
         "a DIP with a live backup stays"
     );
+    assert_eq!(c.nexthops("2001:db8:20::2"), 3);
     assert_eq!(c.nexthops(VIP), 3);
+    assert_eq!(c.nexthops(VIP6), 3);
     for n in 1..=3 {
         let show = c.ctl(n, "show announce");
         assert!(
-            show.contains("3 address(es) announced"),
+            show.contains("6 address(es) announced"),
             "director {n}: {show}"
         );
         assert!(!show.contains("198.18.20.4/32"), "director {n}: {show}");
-        assert!(!metrics(n).contains("addr=\"198.18.20.4\""));
+        assert!(!show.contains("2001:db8:20::4/128"), "director {n}: {show}");
+        let m = metrics(n);
+        assert!(!m.contains("addr=\"198.18.20.4\""));
+        assert!(!m.contains("addr=\"2001:db8:20::4\""));
     }
     eprintln!(
         "real 3 stopped: its DIP withdrawn from the router in {} ms (health checks: 500 ms x fall 2)",
@@ -414,6 +426,106 @@ fn announcements_follow_health() {
     // A drained director says so.
     c.signal(2, "TERM");
     c.wait_nexthops(VIP, 2, 5);
+    c.wait_nexthops(VIP6, 2, 5);
     let show = c.ctl(2, "show announce");
     assert!(show.starts_with("draining"), "{show}");
+}
+
+/// IPv6 through the ECMP router: every IPv6 virtual and DIP has a next hop per director;
+/// `curl -6` is redirected by the IPv6 virtual to an IPv6 DIP and downloads through it (hash
+/// checked); redirects spread over the directors. Then director 2 drains (SIGTERM): its IPv6
+/// routes (and its IPv4 ones) leave the router, an IPv6 redirect loop sees no failure and
+/// IPv6 downloads running through every DIP complete with the right hash.
+#[test]
+fn ipv6_is_announced_redirected_and_drained() {
+    let c = Cluster::up(8);
+    for a in std::iter::once(VIP6).chain(DIPS6) {
+        c.wait_nexthops(a, 3, 10);
+    }
+    let want = c.big_sha();
+    let before: Vec<u64> = (1..=3).map(|n| c.virtual_redirects(n, VIP6)).collect();
+    let out = format!("{DIR}/v6-follow");
+    let r = c.client(
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "-g",
+            "-L",
+            "--max-time",
+            "30",
+            "-o",
+            &out,
+            "-w",
+            "%{num_redirects} %{url_effective}",
+            &format!("http://[{VIP6}]/big.bin"),
+        ],
+        35,
+    );
+    eprintln!("curl -6 -L via the IPv6 virtual: {}", r.stdout);
+    assert!(r.ok(), "{r:?}");
+    let (hops, last) = r.stdout.split_once(' ').unwrap_or_default();
+    assert_eq!(hops, "1", "one redirect");
+    assert!(
+        DIPS6
+            .iter()
+            .any(|d| last == format!("http://[{d}]/big.bin")),
+        "redirected to an IPv6 DIP: {last}"
+    );
+    assert_eq!(detour_e2e::sha256(&out), want, "downloaded through {last}");
+
+    let answered = c.redirect_batch_to(VIP6, 300);
+    std::thread::sleep(Duration::from_millis(1200));
+    let got: Vec<u64> = (1..=3)
+        .map(|n| c.virtual_redirects(n, VIP6) - before[n as usize - 1])
+        .collect();
+    eprintln!("1 + 300 IPv6 redirects: {answered} of the 300 answered; per director {got:?}");
+    assert_eq!(answered, 300);
+    assert_eq!(
+        got.iter().sum::<u64>(),
+        301,
+        "each answered by exactly one director"
+    );
+    assert!(got.iter().all(|&n| n > 0), "ECMP spread: {got:?}");
+
+    // Director 2 drains under IPv6 load.
+    let mut dls: Vec<(KillOnDrop, String)> = (0..6)
+        .map(|i| {
+            let out = format!("{DIR}/v6-dl{i}");
+            (c.download(DIPS6[i % 3], "2000k", &out), out)
+        })
+        .collect();
+    let lp = RedirectLoop::start_to(VIP6, 3, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    c.signal(2, "TERM");
+    let vip6 = c.wait_nexthops(VIP6, 2, 5);
+    for d in DIPS6 {
+        c.wait_nexthops(d, 2, 5);
+    }
+    let all6 = t.elapsed();
+    c.wait_nexthops(VIP, 2, 5);
+    // Past the drain (3 s): director 2 has stopped, the loop runs on without it.
+    std::thread::sleep(Duration::from_secs(4));
+    let show = c.ctl(1, "show announce");
+    let samples = lp.finish();
+    let mut broken = Vec::new();
+    for (i, (dl, out)) in dls.iter_mut().enumerate() {
+        if !dl.wait_ok(30) || detour_e2e::sha256(out) != want {
+            broken.push(i);
+        }
+    }
+    let (failed, slow, _) = summarize(&samples, Duration::from_millis(500));
+    eprintln!(
+        "IPv6 drain: virtual withdrawn from the router in {} ms, all IPv6 routes in {} ms; \
+         redirect loop {} requests, {failed} failed, {slow} slower than 0.5 s; \
+         downloads broken: {broken:?}",
+        vip6.as_millis(),
+        all6.as_millis(),
+        samples.len()
+    );
+    assert!(show.contains("8 address(es) announced"), "{show}");
+    assert!(samples.len() > 30);
+    assert_eq!(failed, 0);
+    assert!(broken.is_empty(), "IPv6 downloads broken: {broken:?}");
 }

@@ -7,25 +7,21 @@
 use detour_config::snapshot::Action;
 use detour_config::Snapshot;
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-/// The IPv4 addresses this director can take new traffic for now, ascending (IPv6 virtuals
-/// and DIPs are not announced yet).
-pub fn announceable(snap: &Snapshot) -> BTreeSet<Ipv4Addr> {
-    let v4 = |a: std::net::SocketAddr| match a.ip() {
-        std::net::IpAddr::V4(ip) => Some(ip),
-        std::net::IpAddr::V6(_) => None,
-    };
+/// The addresses this director can take new traffic for now, both families, ascending (IPv4
+/// first).
+pub fn announceable(snap: &Snapshot) -> BTreeSet<IpAddr> {
     let vips = snap
         .virtuals
         .iter()
         .filter(|v| v.action != Action::Refuse)
-        .filter_map(|v| v4(v.addr));
+        .map(|v| v.addr.ip());
     let dips = snap
         .reals
         .iter()
         .filter(|r| r.action != Action::Refuse)
-        .filter_map(|r| r.dip.and_then(v4));
+        .filter_map(|r| r.dip.map(|d| d.ip()));
     vips.chain(dips).collect()
 }
 
@@ -44,8 +40,67 @@ mod tests {
         dip 198.18.20.3 real 198.18.12.22:8080\n\
         bind 198.18.20.1 198.18.20.2 198.18.20.3\n";
 
-    fn addrs(s: &[&str]) -> BTreeSet<Ipv4Addr> {
+    fn addrs(s: &[&str]) -> BTreeSet<IpAddr> {
         s.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    const DUAL: &str = "virtual [2001:db8:20::1]:80\n\
+        dip [2001:db8:20::2] real [2001:db8:12::21]:8080\n\
+        dip [2001:db8:20::3] real [2001:db8:12::22]:8080\n\
+        bind [2001:db8:20::1] [2001:db8:20::2] [2001:db8:20::3]\n";
+
+    #[test]
+    fn both_families_are_announced_ipv4_first() {
+        let s = snap(&format!("{BASE}{DUAL}"));
+        let got: Vec<IpAddr> = announceable(&s).into_iter().collect();
+        let want: Vec<IpAddr> = [
+            "198.18.20.1",
+            "198.18.20.2",
+            "198.18.20.3",
+            "2001:db8:20::1",
+            "2001:db8:20::2",
+            "2001:db8:20::3",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn ipv6_follows_health_and_service_as_ipv4_does() {
+        // A real down without backup: its IPv6 DIP goes, the IPv4 ones stay.
+        let s = snap(&format!(
+            "{BASE}{DUAL}out-of-service real [2001:db8:20::2] failed\n"
+        ));
+        let a = announceable(&s);
+        assert!(!a.contains(&"2001:db8:20::2".parse().unwrap()));
+        assert!(a.contains(&"2001:db8:20::3".parse().unwrap()));
+        assert_eq!(a.len(), 5);
+        // With a live backup it stays; sticky keeps it too.
+        let s = snap(&format!(
+            "{BASE}{DUAL}backup [2001:db8:20::2] [2001:db8:20::3]\n\
+             out-of-service real [2001:db8:20::2]\n"
+        ));
+        assert!(announceable(&s).contains(&"2001:db8:20::2".parse().unwrap()));
+        let s = snap(&format!(
+            "{BASE}{DUAL}out-of-service real [2001:db8:20::2] sticky\n"
+        ));
+        assert!(announceable(&s).contains(&"2001:db8:20::2".parse().unwrap()));
+        // Both IPv6 reals down: the IPv6 virtual has nobody, and goes with its DIPs.
+        let s = snap(&format!(
+            "{BASE}{DUAL}out-of-service real [2001:db8:20::2]\n\
+             out-of-service real [2001:db8:20::3]\n"
+        ));
+        assert_eq!(
+            announceable(&s),
+            addrs(&["198.18.20.1", "198.18.20.2", "198.18.20.3"])
+        );
+        // A virtual taken out of service by hand.
+        let s = snap(&format!(
+            "{BASE}{DUAL}out-of-service virtual [2001:db8:20::1]:80\n"
+        ));
+        assert!(!announceable(&s).contains(&"2001:db8:20::1".parse().unwrap()));
     }
 
     #[test]

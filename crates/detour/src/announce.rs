@@ -1,14 +1,15 @@
 //! Route announcements for running several directors behind ECMP.
 //!
-//! Contract: while `detour run` can serve an address, a /32 route to it exists in a dedicated
-//! kernel routing table (`--announce-table`, default 100) through a TUN device that detour
+//! Contract: while `detour run` can serve an address, a host route to it (/32 for IPv4, /128
+//! for IPv6) exists in a dedicated kernel routing table (`--announce-table`, default 100) through a TUN device that detour
 //! itself created, non-persistent (`--announce <ifname>`). A BGP speaker in the same
 //! namespace (BIRD: `protocol kernel { learn; kernel table 100; }`) imports exactly those
 //! routes and offers them to the routers. The device lives only as long as detour's file
 //! descriptor: if detour dies, even by SIGKILL, the kernel deletes the device and every
 //! route through it, and BIRD withdraws them. Besides the served addresses, a default route
-//! in the same table says "the reals' return traffic may come through here" while the
-//! workers run (BIRD exports it on the server side only).
+//! per family (0.0.0.0/0, ::/0) in the same table says "the reals' return traffic may come
+//! through here" while the workers run and an address of that family is announced (BIRD
+//! exports it on the server side only); an IPv4-only configuration never touches IPv6 routes.
 //!
 //! What can be announced is a pure function of the snapshot
 //! ([`detour_control::announce::announceable`]). The routes are changed with `ip route` on
@@ -22,7 +23,7 @@ use detour_config::Snapshot;
 use detour_control::announce::announceable;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -146,9 +147,9 @@ pub struct Announcer {
     ifname: String,
     table: u32,
     /// Addresses with a route now.
-    current: BTreeSet<Ipv4Addr>,
-    /// The default route (return path) is in the table.
-    return_path: bool,
+    current: BTreeSet<IpAddr>,
+    /// The default route (return path) of each family is in the table: [IPv4, IPv6].
+    return_path: [bool; 2],
     /// Routes announced or withdrawn so far.
     changes: u64,
     /// Failed `ip route` calls (their error is logged).
@@ -193,14 +194,15 @@ impl Announcer {
         let t = table.to_string();
         // Left over from a detour that died: routes through a device that is gone are gone
         // already, but a table may hold others put there by hand.
-        let _ = ip(&["route", "flush", "table", &t]);
+        let _ = ip(&["-4", "route", "flush", "table", &t]);
+        let _ = ip(&["-6", "route", "flush", "table", &t]);
         ip(&["link", "set", "dev", ifname, "up"])?;
         Ok(Announcer {
             _tun: tun,
             ifname: ifname.to_string(),
             table,
             current: BTreeSet::new(),
-            return_path: false,
+            return_path: [false; 2],
             changes: 0,
             errors: 0,
         })
@@ -208,7 +210,9 @@ impl Announcer {
 
     fn route(&mut self, verb: &str, prefix: &str) -> bool {
         let t = self.table.to_string();
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
         let args = [
+            family,
             "route",
             verb,
             prefix,
@@ -231,28 +235,31 @@ impl Announcer {
 
     /// Make the announced set `want` (and the return path while `serving`); logs changes.
     /// False when some route could not be changed (tried again on the next call).
-    pub fn set(&mut self, want: &BTreeSet<Ipv4Addr>, serving: bool) -> bool {
+    pub fn set(&mut self, want: &BTreeSet<IpAddr>, serving: bool) -> bool {
         let errors = self.errors;
-        let gone: Vec<Ipv4Addr> = self.current.difference(want).copied().collect();
-        let new: Vec<Ipv4Addr> = want.difference(&self.current).copied().collect();
+        let gone: Vec<IpAddr> = self.current.difference(want).copied().collect();
+        let new: Vec<IpAddr> = want.difference(&self.current).copied().collect();
         for a in gone {
-            if self.route("del", &format!("{a}/32")) {
+            if self.route("del", &host_route(a)) {
                 self.current.remove(&a);
                 self.changes += 1;
                 crate::log!(Event::Withdrawn, "withdrawn {a}");
             }
         }
         for a in new {
-            if self.route("replace", &format!("{a}/32")) {
+            if self.route("replace", &host_route(a)) {
                 self.current.insert(a);
                 self.changes += 1;
                 crate::log!(Event::Announced, "announced {a}");
             }
         }
-        if serving != self.return_path {
-            let verb = if serving { "replace" } else { "del" };
-            if self.route(verb, "0.0.0.0/0") {
-                self.return_path = serving;
+        for (f, default) in ["0.0.0.0/0", "::/0"].into_iter().enumerate() {
+            let on = serving && want.iter().any(|a| usize::from(a.is_ipv6()) == f);
+            if on != self.return_path[f] {
+                let verb = if on { "replace" } else { "del" };
+                if self.route(verb, default) {
+                    self.return_path[f] = on;
+                }
             }
         }
         self.errors == errors
@@ -272,12 +279,17 @@ impl Announcer {
             self.ifname,
             self.table,
             self.current.len(),
-            if self.return_path { "announced" } else { "withdrawn" },
+            match self.return_path {
+                [true, true] => "announced (IPv4, IPv6)",
+                [true, false] => "announced (IPv4)",
+                [false, true] => "announced (IPv6)",
+                [false, false] => "withdrawn",
+            },
             self.changes,
             self.errors
         );
         for a in &self.current {
-            let _ = writeln!(o, "  {a}/32");
+            let _ = writeln!(o, "  {}", host_route(*a));
         }
         o
     }
@@ -290,13 +302,15 @@ impl Announcer {
         for a in &self.current {
             let _ = writeln!(o, "detour_announced{{addr=\"{a}\"}} 1");
         }
-        o.push_str("# HELP detour_announce_return_path The default route for the reals' return traffic is announced.\n");
+        o.push_str("# HELP detour_announce_return_path The default route for the reals' return traffic is announced, per family.\n");
         o.push_str("# TYPE detour_announce_return_path gauge\n");
-        let _ = writeln!(
-            o,
-            "detour_announce_return_path {}",
-            u8::from(self.return_path)
-        );
+        for (family, on) in ["ipv4", "ipv6"].iter().zip(self.return_path) {
+            let _ = writeln!(
+                o,
+                "detour_announce_return_path{{family=\"{family}\"}} {}",
+                u8::from(on)
+            );
+        }
         o.push_str("# HELP detour_announce_changes_total Routes announced or withdrawn.\n");
         o.push_str("# TYPE detour_announce_changes_total counter\n");
         let _ = writeln!(o, "detour_announce_changes_total {}", self.changes);
@@ -304,9 +318,26 @@ impl Announcer {
     }
 }
 
+/// The host route of an address: `a/32` or `a/128`.
+fn host_route(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(a) => format!("{a}/32"),
+        IpAddr::V6(a) => format!("{a}/128"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_routes_by_family() {
+        assert_eq!(host_route("198.18.20.1".parse().unwrap()), "198.18.20.1/32");
+        assert_eq!(
+            host_route("2001:db8:20::1".parse().unwrap()),
+            "2001:db8:20::1/128"
+        );
+    }
 
     #[test]
     fn health_settles_when_every_check_has_a_verdict() {
