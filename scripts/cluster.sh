@@ -198,20 +198,28 @@ status() {
     [ -e /run/netns/dtc-rt ] && { x dtc-rt birdc -s "$DIR/router.bird.ctl" show protocols || true; routes; }
 }
 
-# One line: each director's redirects so far (or `down`), the router's next hops for the VIP.
+# A client loop's answers so far, complete lines only: "OK/ALL".
+answers() {
+    local n
+    n=$(wc -l <"$1" 2>/dev/null) || n=0
+    printf '%s/%s' "$(head -n "$n" "$1" 2>/dev/null | grep -c '^302$' || true)" "$n"
+}
+
+# One line: each director's redirects so far, both families (or `-`), the router's next hops
+# for the virtuals, the client loops' answers.
 summary() {
     local line="" n r
     for n in "${DIRECTORS[@]}"; do
         r=$(x "dtc-d$n" "$BIN" ctl --socket "$DIR/d$n.sock" show statistics 2>/dev/null |
-            awk '/redirects [0-9]/ {print $3; exit}') || true
+            awk '/responses: redirects [0-9]/ {print $3; exit}') || true
         line+="d$n ${r:--}  "
     done
     local tenths=$((($(date +%s%N) - T0) / 100000000))
-    printf '[%3d.%ds] redirects per director: %s| router next hops for %s: %s | client: %s ok, %s failed\n' \
-        $((tenths / 10)) $((tenths % 10)) "$line" 198.18.20.1 \
-        "$(x dtc-rt ip route show 198.18.20.1 | grep -c 'via')" \
-        "$(grep -c '^302' "$DIR/loop.out" 2>/dev/null || true)" \
-        "$(grep -vc '^302' "$DIR/loop.out" 2>/dev/null || true)"
+    printf '[%3d.%ds] redirects per director: %s| next hops: %s v4, %s v6 | client: %s ok v4, %s ok v6\n' \
+        $((tenths / 10)) $((tenths % 10)) "$line" \
+        "$(x dtc-rt ip -4 route show 198.18.20.1 | grep -c 'via')" \
+        "$(x dtc-rt ip -6 route show 2001:db8:20::1 | grep -c 'via')" \
+        "$(answers "$DIR/loop.out")" "$(answers "$DIR/loop6.out")"
 }
 
 demo() {
@@ -223,17 +231,24 @@ demo() {
     echo "== the router's multipath routes (BIRD, merge paths):"
     routes
     T0=$(date +%s%N)
-    # A client: redirects one after another (a new connection and port each), bounded.
+    # A client per family: redirects one after another (a new connection and port each),
+    # bounded.
     ( for _ in $(seq 1 4000); do
           x dtc-cl curl -s -o /dev/null --max-time 2 -w '%{http_code}\n' "http://198.18.20.1/demo" || true
       done >"$DIR/loop.out" ) &
     local loop=$!
+    ( for _ in $(seq 1 4000); do
+          x dtc-cl curl -g -s -o /dev/null --max-time 2 -w '%{http_code}\n' "http://[2001:db8:20::1]/demo" || true
+      done >"$DIR/loop6.out" ) &
+    local loop6=$!
     local dl=() i
     for i in 1 2 3 4 5 6; do
-        x dtc-cl curl -sf --max-time 90 --limit-rate 1M -o "$DIR/dl$i" "http://198.18.20.$(( i % 3 + 2 ))/big.bin" &
+        local host="198.18.20.$(( i % 3 + 2 ))"
+        [ "$i" -gt 3 ] && host="[2001:db8:20::$(( i % 3 + 2 ))]"
+        x dtc-cl curl -g -sf --max-time 90 --limit-rate 1M -o "$DIR/dl$i" "http://$host/big.bin" &
         dl+=($!)
     done
-    echo "== a redirect loop and 6 downloads of $BIG_MB MB through the DIPs (1 MB/s each)"
+    echo "== a redirect loop per family and 6 downloads of $BIG_MB MB through the DIPs (3 over IPv4, 3 over IPv6; 1 MB/s each)"
     for t in $(seq 1 24); do
         case $t in
             4) echo "== SIGKILL director 1"; signal 1 KILL ;;
@@ -243,15 +258,15 @@ demo() {
         summary
         sleep 1
     done
-    kill "$loop" 2>/dev/null || true
-    wait "$loop" 2>/dev/null || true
+    kill "$loop" "$loop6" 2>/dev/null || true
+    wait "$loop" "$loop6" 2>/dev/null || true
     local ok=0 good=0 pid f want
     for pid in "${dl[@]}"; do wait "$pid" && ok=$((ok + 1)); done
     want=$(sha256sum <"$DIR/big.bin" | cut -d' ' -f1)
     for f in "$DIR"/dl*; do [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$want" ] && good=$((good + 1)); done
     echo "== the router's routes now:"
     routes
-    echo "== redirects: $(grep -c '^302' "$DIR/loop.out") answered, $(grep -vc '^302' "$DIR/loop.out") failed; downloads: $ok of ${#dl[@]} finished, $good with the right sha256"
+    echo "== redirects: $(grep -c '^302' "$DIR/loop.out") answered, $(grep -vc '^302' "$DIR/loop.out") failed over IPv4; $(grep -c '^302' "$DIR/loop6.out") answered, $(grep -vc '^302' "$DIR/loop6.out") failed over IPv6; downloads: $ok of ${#dl[@]} finished, $good with the right sha256"
 }
 
 case "${1:-}" in
