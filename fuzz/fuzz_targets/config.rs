@@ -1,0 +1,9 @@
+//! libFuzzer target `config`: the body `detour_fuzzing::config::config` (its doc states the input format
+//! and the invariants); a broken invariant is a panic, i.e. a finding.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(e) = detour_fuzzing::config::config(data) {
+        panic!("config: {e}");
+    }
+});

@@ -1,0 +1,9 @@
+//! libFuzzer target `tls`: the body `detour_fuzzing::tls::tls` (its doc states the input format
+//! and the invariants); a broken invariant is a panic, i.e. a finding.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(e) = detour_fuzzing::tls::tls(data) {
+        panic!("tls: {e}");
+    }
+});
