@@ -146,3 +146,20 @@ fn write_seeds() {
         }
     }
 }
+
+/// The operations reach the paths they are meant for: a handshake is answered with a
+/// redirect (checked as it passes), so a replay that passes is not one where everything
+/// was dropped.
+#[test]
+fn a_handshake_is_answered_with_a_checked_redirect() {
+    for v6 in [false, true] {
+        let mut r = Run::new(v6);
+        let head = b"GET /a?b HTTP/1.1\r\nHost: www.example\r\n\r\n";
+        r.handshake(0, 40000, head, &[10], false, false).unwrap();
+        assert_eq!(r.answers.len(), 1, "v6 {v6}");
+        let a = String::from_utf8_lossy(&r.answers[0]);
+        assert!(a.starts_with("HTTP/1.1 30"), "{a}");
+        assert!(a.contains("\r\nLocation: http://"), "{a}");
+        detour_fuzzing::http::check_response(&r.answers[0]).unwrap();
+    }
+}

@@ -267,9 +267,14 @@ fn http() -> Vec<(String, Vec<u8>)> {
         out.push((format!("{name}-4"), http_seed(false, false, false, &[], &h)));
         out.push((
             format!("{name}-6-split"),
-            http_seed(true, false, true, &[3, 20], &h),
+            http_seed(true, false, false, &[3, 20], &h),
         ));
     }
+    // Reordered: the second piece first is dropped unchecked (no RST), so no answer.
+    out.push((
+        "get-swapped".into(),
+        http_seed(false, false, true, &[9], GET),
+    ));
     out.push((
         "partial-fin".into(),
         http_seed(false, true, false, &[], b"GET / HT"),
