@@ -150,6 +150,20 @@ impl Run {
             o.src,
             o.dst
         );
+        self.check_route(&i, &o, (in_port, out_port), in_src_mac, out)
+    }
+
+    /// Where an IP frame `o` (made of `out`) went for the input `i`: back to its sender, to a
+    /// real, or on to a client.
+    fn check_route(
+        &mut self,
+        i: &Ip,
+        o: &Ip,
+        (in_port, out_port): (Port, Port),
+        in_src_mac: &[u8],
+        out: &[u8],
+    ) -> Result<(), String> {
+        let dst_mac: [u8; 6] = out[0..6].try_into().unwrap();
         let owned = self.net.owned.contains(&o.src);
         let all_nodes = o.dst.len() == 16 && o.dst[..2] == [0xff, 2] && o.dst[15] == 1;
         if out_port == in_port && owned && (o.dst == i.src || all_nodes) {
@@ -158,7 +172,7 @@ impl Run {
                 ensure!(dst_mac == in_src_mac, "an answer not to the sender's MAC");
             }
             if o.proto == 6 {
-                self.check_responder(out, &o)?;
+                self.check_responder(out, o)?;
             }
             return Ok(());
         }

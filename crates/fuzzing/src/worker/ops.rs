@@ -40,35 +40,8 @@ impl Run {
                 );
                 self.send(&f, CLIENT)?;
             }
-            2 => {
-                let (c, sport, dip) = (input.u8(), input.u16(), input.below(3));
-                let (flags, udp) = (input.u8(), input.bool());
-                let (cl, d) = (self.net.client(c), self.net.dips[dip].0.clone());
-                let f = if udp {
-                    self.net.udp((GW, US[0]), &cl, &d, (sport, 80), b"q")
-                } else {
-                    let get = b"GET / HTTP/1.1\r\n\r\n";
-                    self.net
-                        .tcp((GW, US[0]), &cl, &d, (sport, 80), 7, 9, flags, get)
-                };
-                self.send(&f, CLIENT)?;
-            }
-            3 => {
-                let (real, c, cport) = (input.below(3), input.u8(), input.u16());
-                let (flags, server) = (input.u8(), input.bool());
-                let (ip, rport) = self.net.reals[real].clone();
-                let macs = if server {
-                    (real_mac(&ip), US[1])
-                } else {
-                    (GW, US[0])
-                };
-                let cl = self.net.client(c);
-                let ok = b"HTTP/1.1 200 OK\r\n\r\n";
-                let f = self
-                    .net
-                    .tcp(macs, &ip, &cl, (rport, cport), 1, 2, flags, ok);
-                self.send(&f, if server { SERVER } else { CLIENT })?;
-            }
+            2 => self.send_to_dip(input)?,
+            3 => self.send_from_real(input)?,
             4 => {
                 let (kind, c, which) = (input.below(4), input.u8(), input.below(4));
                 let (f, port) = self.icmp(kind, c, which);
@@ -154,6 +127,40 @@ impl Run {
             self.send(&f, CLIENT)?;
         }
         Ok(())
+    }
+
+    /// A TCP segment (any flags) or a UDP datagram from a client to a DIP.
+    fn send_to_dip(&mut self, input: &mut Input) -> Result<(), String> {
+        let (c, sport, dip) = (input.u8(), input.u16(), input.below(3));
+        let (flags, udp) = (input.u8(), input.bool());
+        let (cl, d) = (self.net.client(c), self.net.dips[dip].0.clone());
+        let f = if udp {
+            self.net.udp((GW, US[0]), &cl, &d, (sport, 80), b"q")
+        } else {
+            let get = b"GET / HTTP/1.1\r\n\r\n";
+            self.net
+                .tcp((GW, US[0]), &cl, &d, (sport, 80), 7, 9, flags, get)
+        };
+        self.send(&f, CLIENT).map(drop)
+    }
+
+    /// A real's reply (any flags) to a client, on either port.
+    fn send_from_real(&mut self, input: &mut Input) -> Result<(), String> {
+        let (real, c, cport) = (input.below(3), input.u8(), input.u16());
+        let (flags, server) = (input.u8(), input.bool());
+        let (ip, rport) = self.net.reals[real].clone();
+        let macs = if server {
+            (real_mac(&ip), US[1])
+        } else {
+            (GW, US[0])
+        };
+        let cl = self.net.client(c);
+        let ok = b"HTTP/1.1 200 OK\r\n\r\n";
+        let f = self
+            .net
+            .tcp(macs, &ip, &cl, (rport, cport), 1, 2, flags, ok);
+        self.send(&f, if server { SERVER } else { CLIENT })
+            .map(drop)
     }
 
     /// A valid frame of some kind with bytes changed and perhaps cut, on either port.

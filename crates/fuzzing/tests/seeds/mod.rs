@@ -94,11 +94,15 @@ fn tick(ms: u32) -> Vec<u8> {
 
 const GET: &[u8] = b"GET /index.html?x=1 HTTP/1.1\r\nHost: www.example\r\n\r\n";
 
-fn worker(v6: bool) -> Vec<(String, Vec<u8>)> {
-    const SYN: u8 = 2;
-    const ACK: u8 = 16;
+/// The operation sequences of both worker targets, by name.
+fn worker_ops() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    [handshake_ops(), traffic_ops()].concat()
+}
+
+/// Handshakes (whole, split, reordered, odd hosts) and forged requests.
+fn handshake_ops() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let host6 = b"GET /a%20b HTTP/1.1\r\nHost: [2001:db8::9]:8080\r\n\r\n";
-    let mut s: Vec<(&str, Vec<Vec<u8>>)> = vec![
+    vec![
         (
             "handshake",
             vec![handshake(0, 40000, GET, &[], false, false)],
@@ -137,6 +141,14 @@ fn worker(v6: bool) -> Vec<(String, Vec<u8>)> {
                 forged(1, 0, 0, b"x"),
             ],
         ),
+    ]
+}
+
+/// Traffic to DIPs, replies of reals, failover, ICMP, mangled frames, many heads.
+fn traffic_ops() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    const SYN: u8 = 2;
+    const ACK: u8 = 16;
+    vec![
         (
             "dips",
             (0..3)
@@ -194,9 +206,12 @@ fn worker(v6: bool) -> Vec<(String, Vec<u8>)> {
                 .chain([tick(10_000)])
                 .collect(),
         ),
-    ];
-    let mut out: Vec<(String, Vec<u8>)> = s
-        .drain(..)
+    ]
+}
+
+fn worker(v6: bool) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = worker_ops()
+        .into_iter()
         .map(|(n, ops)| (n.to_string(), ops.concat()))
         .collect();
     if !v6 {
