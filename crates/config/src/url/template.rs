@@ -126,47 +126,7 @@ impl UrlTemplate {
             return Err(error_at(s, i, EXPECT_AFTER_HOST));
         }
 
-        // Path, query, fragment.
-        let mut in_fragment = false;
-        while i < b.len() {
-            match b[i] {
-                b'%' => {
-                    let m = macro_at(s, i)?;
-                    match m {
-                        Macro::Host => {
-                            return Err(UrlError {
-                                offset: i,
-                                expected: EXPECT_NO_HOST_MACRO,
-                                found: "'%h'".to_string(),
-                            })
-                        }
-                        Macro::Path if in_fragment => {
-                            return Err(UrlError {
-                                offset: i,
-                                expected: EXPECT_NO_PATH_IN_FRAGMENT,
-                                found: "'%d'".to_string(),
-                            })
-                        }
-                        Macro::Path => out.push(Piece::Path),
-                        Macro::Port => out.push(Piece::Port),
-                        Macro::Percent => out.lit("%"),
-                        Macro::Escape => out.lit(&s[i..i + 3]),
-                    }
-                    i += m.len();
-                }
-                b'#' if in_fragment => return Err(error_at(s, i, EXPECT_FRAGMENT_CHAR)),
-                b'#' => {
-                    in_fragment = true;
-                    out.lit("#");
-                    i += 1;
-                }
-                c if is_uri_char(c) => {
-                    out.lit(&s[i..i + 1]);
-                    i += 1;
-                }
-                _ => return Err(error_at(s, i, EXPECT_URL_CHAR)),
-            }
-        }
+        parse_rest(s, i, &mut out)?;
         Ok(UrlTemplate {
             text: s.to_string(),
             pieces: out.finish(),
@@ -223,6 +183,53 @@ impl FromStr for UrlTemplate {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         UrlTemplate::parse(s)
     }
+}
+
+/// The path, query and fragment from byte `i` to the end: URI characters, `%` escapes and
+/// macros (`%s`, `%d` outside the fragment, `%%`), at most one `#`.
+fn parse_rest(s: &str, mut i: usize, out: &mut Builder) -> Result<(), UrlError> {
+    let b = s.as_bytes();
+    let mut in_fragment = false;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let m = macro_at(s, i)?;
+                match m {
+                    Macro::Host => {
+                        return Err(UrlError {
+                            offset: i,
+                            expected: EXPECT_NO_HOST_MACRO,
+                            found: "'%h'".to_string(),
+                        })
+                    }
+                    Macro::Path if in_fragment => {
+                        return Err(UrlError {
+                            offset: i,
+                            expected: EXPECT_NO_PATH_IN_FRAGMENT,
+                            found: "'%d'".to_string(),
+                        })
+                    }
+                    Macro::Path => out.push(Piece::Path),
+                    Macro::Port => out.push(Piece::Port),
+                    Macro::Percent => out.lit("%"),
+                    Macro::Escape => out.lit(&s[i..i + 3]),
+                }
+                i += m.len();
+            }
+            b'#' if in_fragment => return Err(error_at(s, i, EXPECT_FRAGMENT_CHAR)),
+            b'#' => {
+                in_fragment = true;
+                out.lit("#");
+                i += 1;
+            }
+            c if is_uri_char(c) => {
+                out.lit(&s[i..i + 1]);
+                i += 1;
+            }
+            _ => return Err(error_at(s, i, EXPECT_URL_CHAR)),
+        }
+    }
+    Ok(())
 }
 
 /// Describe the character at `i` for an error message.
