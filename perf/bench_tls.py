@@ -379,7 +379,8 @@ def _frames(runs):
 
 
 def report(results, summary, heads):
-    """The section's Markdown lines; its medians into `summary`, its headlines into `heads`."""
+    """The section's Markdown lines; its medians into `summary`, its headlines into `heads`.
+    First HTTPS redirects and the signature, then the DIP latency under handshakes."""
     runs = results.get("tls") or []
     if not runs:
         return []
@@ -435,6 +436,12 @@ def report(results, summary, heads):
                   f"{d['x_sign']:.1f}x ({d['mid_cpu_us']:.0f} / {sm:.1f} us)", ""))
     body.append("")
 
+    return body + _report_latency(runs, summary, heads)
+
+
+def _report_latency(runs, summary, heads):
+    """The DIP latency table of the section and its ratios."""
+    body = []
     lat = [r["detour"]["latency"] for r in runs]
     rate = lat[0]["rate"]
     hr = runs[0]["cfg"]["hello_rate"]
