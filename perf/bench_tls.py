@@ -175,9 +175,18 @@ def https_trial(b, name, ip, mode, pids_fn, secs, counters=None):
         r["server_counters"] = {k: k1.get(k, 0) - k0.get(k, 0) for k in k1}
     b.log(f"  {name} {mode}: {r['rps']:,.0f} HTTPS redirects/s ({opens:,} TCP connections, s_time counted {conns:,}, "
           f"{resumed:,} resumed), server CPU {r['server_cpu_us'] or 0:.0f} us, server+NAPI {r['mid_cpu_us'] or 0:.0f} us "
-          f"per redirect, CPU1 busy {r['cpu1_busy'] * 100:.0f} %" + (f"; server counters {r['server_counters']}" if counters else "")
+          f"per redirect, CPU1 busy {r['cpu1_busy'] * 100:.0f} %" + (f"; server counters {_brief(r['server_counters'])}" if counters else "")
           + (f"; ERRORS {errors}" if errors else ""))
+    # Not slowness: a trial with no connection, a client error or no resumption under -reuse
+    # means the set-up (or the TLS virtual) is broken.
+    if not opens or errors or (mode == "reuse" and resumed < conns - TLS_PROCS):
+        raise RuntimeError(f"{name} {mode}: {opens} connections, {resumed} resumed of {conns}, errors {errors}")
     return r
+
+
+def _brief(c):
+    """The counters worth a log line: frames, redirects, and the nonzero tls ones."""
+    return {k: v for k, v in c.items() if k in ("rx", "tx", "redirects") or (k.startswith("tls_") and v)}
 
 
 def detour_tls_counters(b):
@@ -281,6 +290,9 @@ def flood_latency(b, cfg, rate, secs):
               "mid_cpu_busy": (c2 - c1) / (t2 - t1), "tls_deferred": d("tls_deferred"),
               "tls_evicted": d("tls_evicted"), "tls_failures": d("tls_failures"),
               "tls_failures_whole": k2.get("tls_failures", 0) - k0.get("tls_failures", 0)})
+    if not r["flights_per_s"] or r["tls_failures_whole"]:
+        raise RuntimeError(f"ClientHello flood: {r['flights_per_s']:.0f} flights/s answered, "
+                           f"{r['tls_failures_whole']} tls_failures (a hello template the server refuses?)")
     b.log(f"  during that trial: {r['flights_per_s']:,.0f} server flights/s answered of {g.get('rate_pps', 0):,.0f} ClientHellos/s "
           f"sent, detour + NAPI {r['mid_cpu_busy'] * 100:.0f} % of CPU1, tls_deferred {r['tls_deferred']}, "
           f"tls_evicted {r['tls_evicted']}, tls_failures {r['tls_failures']}")
