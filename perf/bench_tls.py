@@ -13,9 +13,11 @@ in rather than imported). One run of it, in the bench's namespaces, the middle o
    parallel on CPU0, each bounded by `-time` and a subprocess timeout. Server CPU as the
    redirect section measures it: the server's processes and the server plus dtbm0's NAPI thread.
 3. DIP forwarding latency (stamped `flows` through detour's DIP, the latency section's trial)
-   at one rate, three times on the same detour: quiet; with CPU0 kept busy by spinning
-   processes (the control: what sharing CPU0 with a client costs the generator); and while
-   the s_time clients make full handshakes with the same worker as fast as they can.
+   at one rate, four times on the same detour: quiet; with one busy loop on CPU0 (the
+   control: what sharing CPU0 with another busy task costs the generator); while the s_time
+   clients make full handshakes with the same worker as fast as they can; and while a second
+   generator offers cookie-valid ClientHellos (`gen --kinds hellos`) beyond what the worker
+   takes, so that it signs one server flight per batch, its most (its handshake saturation).
 
 Every process is bounded in time; everything started is in b.PROCS (torn down by the bench's
 trap) or stopped here in `finally`.
