@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import bench_tls
 import probes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -748,7 +749,7 @@ def batch_at_load(sat_pps, basis, secs):
 
 # ---------------------------------------------------------------- the runs
 
-SECTIONS = ("search", "latency", "redirect", "memory")
+SECTIONS = ("search", "latency", "redirect", "memory", "tls")
 
 
 def forwarding_runs(cfg, results, sections):
@@ -883,6 +884,9 @@ def main():
                     results.setdefault("lat_detour", []).append(latencies("detour", fwd_cfg))
             finally:
                 stop_detour(p)
+            if "tls" in sections:  # perf/bench_tls.py
+                log(f"run {run + 1}/{runs}: HTTPS redirects (TLS 1.3), nginx and detour; DIP latency under handshakes")
+                bench_tls.run_once(sys.modules[__name__], bench_tls.cfg_for(quick, a.lat_secs), results)
             if "search" in sections:
                 sat, basis = saturation(results["fwd_detour"][-1])
                 log(f"run {run + 1}/{runs}: batch service time at 0.8x detour's saturation ({basis})")
@@ -1294,6 +1298,7 @@ def report(meta, results, outdir):
                       f"{mem['during_over_before']:.2f} ({mem['during_over_control']:.2f} of the spinning control)",
                       met(mem["during_over_before"] >= 0.9)))
 
+    body += bench_tls.report(results, summary, heads)  # perf/bench_tls.py
     svg = plot(results, stem)
     if svg:
         write(os.path.join(outdir, stem + ".svg"), svg)

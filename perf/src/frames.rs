@@ -22,6 +22,9 @@ pub enum Kind {
     Malformed = 3,
     /// The ACK that carries an HTTP request, with a valid SYN cookie (the config's secret).
     Requests = 4,
+    /// The ACK that carries a TLS 1.3 ClientHello, with a valid SYN cookie: each makes a `tls`
+    /// virtual open an entry and sign its server flight (the handshake goes no further).
+    Hellos = 5,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
             "synflood" => Kind::SynFlood,
             "malformed" => Kind::Malformed,
             "requests" => Kind::Requests,
+            "hellos" => Kind::Hellos,
             _ => return None,
         })
     }
@@ -43,15 +47,17 @@ impl Kind {
             Kind::SynFlood => "synflood",
             Kind::Malformed => "malformed",
             Kind::Requests => "requests",
+            Kind::Hellos => "hellos",
         }
     }
 
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Flows,
         Kind::Syn,
         Kind::SynFlood,
         Kind::Malformed,
         Kind::Requests,
+        Kind::Hellos,
     ];
 }
 
@@ -206,7 +212,7 @@ pub fn client_isn(i: u32) -> u32 {
 const MSS_OPT: [u8; 4] = [2, 4, 0x05, 0xb4];
 
 /// `n` templates of `kind`. `cookie(src, sport, isn)` gives the SYN cookie the director would
-/// issue (only used by `Requests`).
+/// issue (only used by `Requests` and `Hellos`).
 pub fn templates(
     ep: &Endpoints,
     kind: Kind,
@@ -256,10 +262,11 @@ pub fn templates(
                     i as u16,
                 )
             }
-            Kind::Requests => {
+            Kind::Requests | Kind::Hellos => {
                 let (src, sport) = client(i);
                 let isn = client_isn(i);
                 let c = cookie(src, sport, isn);
+                let hello = client_hello(i);
                 tcp_frame(
                     ep,
                     &Tcp {
@@ -271,7 +278,11 @@ pub fn templates(
                         ack: c.wrapping_add(1),
                         flags: ACK | PSH,
                         options: &[],
-                        payload: b"GET /bench HTTP/1.1\r\nHost: www.bench\r\nUser-Agent: detour-perf\r\n\r\n",
+                        payload: if kind == Kind::Hellos {
+                            &hello
+                        } else {
+                            b"GET /bench HTTP/1.1\r\nHost: www.bench\r\nUser-Agent: detour-perf\r\n\r\n"
+                        },
                     },
                     i as u16,
                 )
@@ -286,6 +297,38 @@ pub fn templates(
         });
     }
     out
+}
+
+/// Bytes of [`client_hello`]: a 5-byte record header and a 116-byte handshake message.
+const HELLO_LEN: usize = 121;
+
+/// A minimal TLS 1.3 ClientHello in one record: suites AES-256-GCM, ChaCha20, AES-128-GCM;
+/// no compression; supported_versions TLS 1.3; supported_groups and key_share X25519 (the
+/// share is the curve's base point, a valid public key, so the server's key exchange runs
+/// as for any client); signature_algorithms ecdsa_secp256r1_sha256. No SNI (the default
+/// certificate), no ALPN, no PSK. The random differs per flow `i`.
+pub fn client_hello(i: u32) -> [u8; HELLO_LEN] {
+    let mut h = [0u8; HELLO_LEN];
+    let mut w = 0;
+    let mut put = |b: &[u8]| {
+        h[w..w + b.len()].copy_from_slice(b);
+        w += b.len();
+    };
+    put(&[22, 3, 1, 0, 116]); // record: handshake, legacy version, length
+    put(&[1, 0, 0, 112, 3, 3]); // ClientHello, length, legacy_version
+    let mut random = [0x5au8; 32];
+    random[..4].copy_from_slice(&i.to_be_bytes());
+    put(&random);
+    put(&[0]); // legacy_session_id
+    put(&[0, 6, 0x13, 0x02, 0x13, 0x03, 0x13, 0x01]); // cipher suites
+    put(&[1, 0]); // compression: null
+    put(&[0, 65]); // extensions
+    put(&[0, 0x2b, 0, 3, 2, 3, 4]); // supported_versions: TLS 1.3
+    put(&[0, 0x0a, 0, 4, 0, 2, 0, 0x1d]); // supported_groups: x25519
+    put(&[0, 0x0d, 0, 4, 0, 2, 4, 3]); // signature_algorithms: ecdsa_secp256r1_sha256
+    put(&[0, 0x33, 0, 38, 0, 36, 0, 0x1d, 0, 32, 9]); // key_share: x25519, u = 9
+    debug_assert_eq!(w + 31, HELLO_LEN); // the share's 31 zero bytes follow
+    h
 }
 
 /// The i-th malformed frame (cycling through 8 defects).
@@ -345,7 +388,13 @@ mod tests {
 
     #[test]
     fn checksums_verify() {
-        for kind in [Kind::Flows, Kind::Syn, Kind::SynFlood, Kind::Requests] {
+        for kind in [
+            Kind::Flows,
+            Kind::Syn,
+            Kind::SynFlood,
+            Kind::Requests,
+            Kind::Hellos,
+        ] {
             for t in templates(&ep(), kind, 300, &|_, _, _| 7) {
                 let f = &t.bytes;
                 assert_eq!(fold(sum16(&f[14..34], 0)), 0, "{kind:?} ip");
@@ -413,5 +462,28 @@ mod tests {
         for i in 0..100_000 {
             assert!(seen.insert(client(i)));
         }
+    }
+
+    #[test]
+    fn client_hello_lengths_are_consistent() {
+        let h = client_hello(7);
+        let n = |a: usize| usize::from(u16::from_be_bytes([h[a], h[a + 1]]));
+        assert_eq!(n(3), h.len() - 5); // record
+        assert_eq!((h[5], h[6]), (1, 0)); // ClientHello, 24-bit length
+        assert_eq!(n(7), h.len() - 9);
+        // extensions: after version 2, random 32, session id 1, suites 2 + 6, compression 2
+        let ext = 9 + 2 + 32 + 1 + 8 + 2;
+        assert_eq!(n(ext), h.len() - ext - 2);
+        // each extension's length fits exactly
+        let mut at = ext + 2;
+        let mut types = Vec::new();
+        while at < h.len() {
+            types.push(n(at));
+            at += 4 + n(at + 2);
+        }
+        assert_eq!(at, h.len());
+        assert_eq!(types, [0x2b, 0x0a, 0x0d, 0x33]);
+        assert_eq!(&h[h.len() - 32..h.len() - 31], &[9]);
+        assert_ne!(client_hello(1)[11..43], client_hello(2)[11..43]);
     }
 }

@@ -1,11 +1,13 @@
 //! detour-perf: the benchmark harness's packet generator (XDP live frames), its latency
-//! sampler and the no-op AF_XDP forwarder baseline. The orchestration (topology, sink, peers,
-//! searches, report) is `perf/bench.py`, run by `scripts/bench.sh`.
+//! sampler, the no-op AF_XDP forwarder baseline and the cost of one ECDSA P-256 signature
+//! (`sign`). The orchestration (topology, sink, peers, searches, report) is `perf/bench.py`,
+//! run by `scripts/bench.sh`.
 
 mod frames;
 mod fwd;
 mod gen;
 mod lat;
+mod sign;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -47,6 +49,20 @@ enum Cmd {
         #[arg(long, default_value_t = 60.0)]
         duration_secs: f64,
     },
+    /// The CPU cost of one ECDSA P-256 signature with the workspace's ring (as rustls signs a
+    /// TLS 1.3 handshake): rounds of --batch signatures, thread CPU time. Prints one JSON
+    /// object.
+    Sign {
+        /// Signatures per round.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+        /// At most this many rounds.
+        #[arg(long, default_value_t = 9)]
+        rounds: u32,
+        /// At most this many seconds (at most 60).
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+    },
     /// Write the compiled XDP object (programs `dtb_gen` and `dtb_pass`) to a file, for
     /// `ip link set dev X xdpdrv obj FILE sec xdp program dtb_pass`.
     BpfObject {
@@ -86,7 +102,7 @@ struct GenArgs {
     dip: Ipv4Addr,
     #[arg(long, default_value_t = 80)]
     dip_port: u16,
-    /// Destination of `syn`, `synflood`, `requests`, `malformed`.
+    /// Destination of `syn`, `synflood`, `requests`, `hellos`, `malformed`.
     #[arg(long, default_value = "198.18.0.1")]
     vip: Ipv4Addr,
     #[arg(long, default_value_t = 80)]
@@ -199,8 +215,8 @@ fn gen_main(a: GenArgs) -> Result<(), String> {
         Some(s) => Some(detour_dataplane::cookie::Cookies::new(&parse_secret(s)?)),
         None => None,
     };
-    if kinds.contains(&Kind::Requests) && cookies.is_none() {
-        return Err("`requests` needs --cookie-secret (the director's)".into());
+    if (kinds.contains(&Kind::Requests) || kinds.contains(&Kind::Hellos)) && cookies.is_none() {
+        return Err("`requests` and `hellos` need --cookie-secret (the director's)".into());
     }
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -317,6 +333,17 @@ fn main() -> ExitCode {
             } else {
                 lat::run(&iface, sample, Duration::from_secs_f64(duration_secs))
                     .map(|j| println!("{j}"))
+            }
+        }
+        Cmd::Sign {
+            batch,
+            rounds,
+            secs,
+        } => {
+            if !(secs > 0.0 && secs <= 60.0) || batch == 0 || rounds == 0 {
+                Err("--secs must be in (0, 60], --batch and --rounds positive".into())
+            } else {
+                sign::run(batch, rounds, secs).map(|j| println!("{j}"))
             }
         }
         Cmd::BpfObject { path } => {
