@@ -20,6 +20,7 @@ url b http://b.lab/%d
 link a 198.18.0.2
 link b 198.18.0.3
 bind 198.18.0.1 a b
+dip [2001:db8::2]:80 real [2001:db8:1::2]:8080
 ";
 const CMAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const US: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
@@ -127,6 +128,40 @@ fn main() {
         out
     };
     bench("reply real->client (64-byte TCP)", &mut w, &rev, SERVER, n);
+    let c6: [u8; 16] = "2001:db8:0:5::100"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let dip6: [u8; 16] = "2001:db8::2"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let real6: [u8; 16] = "2001:db8:1::2"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets();
+    let fwd6 = {
+        let b = PacketBuilder::ethernet2(CMAC, US[0])
+            .ipv6(c6, dip6, 64)
+            .tcp(40000, 80, 1, 64240)
+            .ack(1)
+            .psh();
+        let mut out = Vec::new();
+        b.write(&mut out, &[0; 6]).unwrap();
+        out
+    };
+    bench("forward client->DIP (IPv6 TCP)", &mut w, &fwd6, CLIENT, n);
+    let rev6 = {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x20], US[1])
+            .ipv6(real6, c6, 64)
+            .tcp(8080, 40000, 1, 64240)
+            .ack(1)
+            .psh();
+        let mut out = Vec::new();
+        b.write(&mut out, &[0; 6]).unwrap();
+        out
+    };
+    bench("reply real->client (IPv6 TCP)", &mut w, &rev6, SERVER, n);
     let syn = frame(
         [198, 18, 0, 100],
         [198, 18, 0, 1],
