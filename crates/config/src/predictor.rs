@@ -23,8 +23,8 @@
 //!   the previous winner, so members tied on load take turns instead of the first one taking
 //!   everything.
 //! - [`Predictor::Hash`]: Maglev consistent hashing (Eisenbud et al., "Maglev: A Fast and
-//!   Reliable Software Network Load Balancer", NSDI 2016, section 3.4) of the client's IPv4
-//!   address. The lookup table is built in [`Rotation::new`] over the eligible members, from
+//!   Reliable Software Network Load Balancer", NSDI 2016, section 3.4) of the client's whole
+//!   address, of either family (see [`client_hash`]). The lookup table is built in [`Rotation::new`] over the eligible members, from
 //!   each member's stable [`Candidate::key`], so that it depends neither on the member order
 //!   nor on the machine: several directors with the same configuration send a client to the
 //!   same member, and taking one of N members out of service moves only about 1/N of the
@@ -36,6 +36,7 @@
 //! out-of-range value.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most members a rotation holds. [`Rotation::new`] keeps only the first `MAX_MEMBERS`
@@ -130,9 +131,21 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Hash of a client's IPv4 address for the Maglev lookup (one splitmix64 step).
-fn client_hash(client: u32) -> u64 {
-    mix64(u64::from(client).wrapping_add(0x9e37_79b9_7f4a_7c15))
+/// splitmix64's increment (the golden ratio), added before each mix.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Hash of a client's address for the Maglev lookup, over all of its bits. An IPv4 client
+/// (IPv4-mapped, `::ffff:a.b.c.d`) hashes as its 32 bits always did (one splitmix64 step), so
+/// IPv4 clients keep their members across versions; any other IPv6 address is two chained
+/// steps, the high 64 bits first, so that addresses differing only in their high bits (the
+/// network part) are spread as independently as those differing in the low ones.
+fn client_hash(client: Ipv6Addr) -> u64 {
+    if let Some(v4) = client.to_ipv4_mapped() {
+        return mix64(u64::from(u32::from(v4)).wrapping_add(GOLDEN));
+    }
+    let a = u128::from(client);
+    let (hi, lo) = ((a >> 64) as u64, a as u64);
+    mix64(mix64(hi.wrapping_add(GOLDEN)) ^ lo.wrapping_add(GOLDEN))
 }
 
 /// Seeds of the two member hashes of Maglev's permutation (`offset` and `skip`).
@@ -279,7 +292,8 @@ impl Rotation {
     /// Picks a member index, or `None` when nothing is eligible (the caller then applies the
     /// virtual's backup).
     ///
-    /// `client` is the client's IPv4 address as `u32` (used by [`Predictor::Hash`]); `conns(i)`
+    /// `client` is the client's address, IPv4 mapped (`::ffff:a.b.c.d`), used by
+    /// [`Predictor::Hash`] with all of its bits; `conns(i)`
     /// returns member `i`'s active connection count (used by [`Predictor::LeastConns`]).
     ///
     /// Never allocates and never panics. `state` should come from [`PickState::new`] on this
@@ -289,7 +303,7 @@ impl Rotation {
     pub fn pick(
         &self,
         state: &mut PickState,
-        client: u32,
+        client: Ipv6Addr,
         conns: impl Fn(usize) -> u32,
     ) -> Option<usize> {
         if self.pickable.is_empty() {
@@ -370,7 +384,7 @@ impl Rotation {
         usize::from(self.pickable[best_slot])
     }
 
-    fn pick_hash(&self, client: u32) -> Option<usize> {
+    fn pick_hash(&self, client: Ipv6Addr) -> Option<usize> {
         let len = u64::try_from(self.table.len()).ok().filter(|&l| l > 0)?;
         let entry = usize::try_from(client_hash(client) % len).ok()?;
         self.table.get(entry).map(|&i| usize::from(i))
@@ -470,6 +484,12 @@ impl PickState {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    /// An IPv4 client as the predictor takes it (IPv4-mapped).
+    fn v4(c: u32) -> Ipv6Addr {
+        Ipv4Addr::from(c).to_ipv6_mapped()
+    }
 
     fn member(id: &str, weight: u32, eligible: bool) -> Candidate {
         Candidate {
@@ -490,7 +510,11 @@ mod tests {
 
     fn picks(rotation: &Rotation, state: &mut PickState, count: usize) -> Vec<usize> {
         (0..count)
-            .map(|_| rotation.pick(state, 0, |_| 0).expect("an eligible member"))
+            .map(|_| {
+                rotation
+                    .pick(state, v4(0), |_| 0)
+                    .expect("an eligible member")
+            })
             .collect()
     }
 
@@ -534,7 +558,7 @@ mod tests {
     #[test]
     fn client_hash_is_the_splitmix64_reference() {
         // The first two outputs of splitmix64 seeded with 0 (Vigna's reference code).
-        assert_eq!(client_hash(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(client_hash(v4(0)), 0xe220_a839_7b1d_cdaf);
         assert_eq!(
             mix64(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(2)),
             0x6e78_9e6a_a1b9_65f4
@@ -565,7 +589,7 @@ mod tests {
                 assert!(!rotation.has_eligible());
                 let mut state = PickState::new(&rotation);
                 for client in [0, 1, u32::MAX] {
-                    assert_eq!(rotation.pick(&mut state, client, |_| 0), None, "{kind}");
+                    assert_eq!(rotation.pick(&mut state, v4(client), |_| 0), None, "{kind}");
                 }
             }
         }
@@ -719,7 +743,7 @@ mod tests {
         let mut state = PickState::new(&rotation);
         let conns = [7, 2, 5];
         for _ in 0..5 {
-            assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(1));
+            assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(1));
         }
     }
 
@@ -729,12 +753,12 @@ mod tests {
         let rotation = Rotation::new(Predictor::LeastConns, weighted(&[5, 1, 2]));
         let mut state = PickState::new(&rotation);
         let conns = [10, 3, 5];
-        assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(0));
+        assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(0));
         // One more on member 0 (11/5 = 2.2) still beats 2.5; at 13/5 = 2.6 member 2 wins.
         let conns = [11, 3, 5];
-        assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(0));
+        assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(0));
         let conns = [13, 3, 5];
-        assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(2));
+        assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(2));
     }
 
     #[test]
@@ -742,14 +766,14 @@ mod tests {
         let rotation = Rotation::new(Predictor::LeastConns, weighted(&[1, 1, 1]));
         let mut state = PickState::new(&rotation);
         let seq: Vec<_> = (0..6)
-            .map(|_| rotation.pick(&mut state, 0, |_| 4).unwrap())
+            .map(|_| rotation.pick(&mut state, v4(0), |_| 4).unwrap())
             .collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
 
         // Only members 0 and 2 tie for least: they alternate, member 1 is never picked.
         let conns = [0, 9, 0];
         let seq: Vec<_> = (0..6)
-            .map(|_| rotation.pick(&mut state, 0, |i| conns[i]).unwrap())
+            .map(|_| rotation.pick(&mut state, v4(0), |i| conns[i]).unwrap())
             .collect();
         assert_eq!(counts(&seq, 3), [3, 0, 3]);
         assert!(seq.windows(2).all(|w| w[0] != w[1]), "{seq:?}");
@@ -765,7 +789,7 @@ mod tests {
         let rotation = Rotation::new(Predictor::LeastConns, members);
         let mut state = PickState::new(&rotation);
         let conns = [0, 1000, 0];
-        assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(1));
+        assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(1));
     }
 
     #[test]
@@ -774,7 +798,7 @@ mod tests {
         let mut state = PickState::new(&rotation);
         let conns = [u32::MAX, u32::MAX - 1];
         // u32::MAX / 1000 < (u32::MAX - 1) / 1.
-        assert_eq!(rotation.pick(&mut state, 0, |i| conns[i]), Some(0));
+        assert_eq!(rotation.pick(&mut state, v4(0), |i| conns[i]), Some(0));
     }
 
     // --- hash (Maglev) ---
@@ -794,7 +818,7 @@ mod tests {
         (0..clients)
             .map(|c| {
                 let addr = 0x0a00_0000_u32.wrapping_add(c.wrapping_mul(2_654_435_761));
-                rotation.pick(&mut state, addr, |_| 0).unwrap()
+                rotation.pick(&mut state, v4(addr), |_| 0).unwrap()
             })
             .collect()
     }
@@ -836,11 +860,87 @@ mod tests {
         let mut state = PickState::new(&rotation);
         let got: Vec<_> = [0u32, 1, 0x0a00_0001, 0xc0a8_0101, u32::MAX]
             .iter()
-            .map(|&c| rotation.pick(&mut state, c, |_| 0).unwrap())
+            .map(|&c| rotation.pick(&mut state, v4(c), |_| 0).unwrap())
             .collect();
         assert_eq!(got, GOLDEN_HASH_PICKS);
     }
     const GOLDEN_HASH_PICKS: [usize; 5] = [0, 1, 2, 1, 2];
+
+    #[test]
+    fn hash_of_ipv6_clients_is_pinned() {
+        // Golden values, as for IPv4: directors of different versions must agree.
+        let rotation = Rotation::new(Predictor::Hash, reals(&[1, 1, 1, 1]));
+        let mut state = PickState::new(&rotation);
+        let got: Vec<_> = ["2001:db8::1", "2001:db8:1::1", "::", "ffff::ffff"]
+            .iter()
+            .map(|a| {
+                let a: Ipv6Addr = a.parse().unwrap();
+                rotation.pick(&mut state, a, |_| 0).unwrap()
+            })
+            .collect();
+        assert_eq!(got, GOLDEN_HASH_PICKS_V6);
+    }
+    const GOLDEN_HASH_PICKS_V6: [usize; 4] = [0, 1, 3, 3];
+
+    /// The share of `clients` sent to each of 4 equal members.
+    fn shares_v6(clients: impl Iterator<Item = Ipv6Addr>) -> [f64; 4] {
+        let rotation = Rotation::new(Predictor::Hash, reals(&[1, 1, 1, 1]));
+        let mut state = PickState::new(&rotation);
+        let picks: Vec<usize> = clients
+            .map(|a| rotation.pick(&mut state, a, |_| 0).unwrap())
+            .collect();
+        let got = counts(&picks, 4);
+        std::array::from_fn(|i| got[i] as f64 / picks.len() as f64)
+    }
+
+    #[test]
+    fn hash_uses_every_bit_of_an_ipv6_client() {
+        // Clients that differ only above bit 32 (identical low 32 bits, as a fold or a
+        // truncation to 32 bits would see them): spread evenly over the members, whichever
+        // 16-bit group of the address varies.
+        for shift in [32u32, 48, 64, 80, 96, 112] {
+            let base = u128::from("2001:db8::c633:6401".parse::<Ipv6Addr>().unwrap());
+            let clients =
+                (0..40_000u128).map(move |i| Ipv6Addr::from(base ^ ((i & 0xffff) << shift)));
+            let s = shares_v6(clients);
+            for (i, share) in s.iter().enumerate() {
+                assert!(
+                    (0.22..=0.28).contains(share),
+                    "bits {shift}..{}: member {i} got {share} ({s:?})",
+                    shift + 16
+                );
+            }
+        }
+        // Two clients differing only in their high bits are hashed independently: over many
+        // such pairs, they land on the same member about 1 time in 4, not always.
+        let rotation = Rotation::new(Predictor::Hash, reals(&[1, 1, 1, 1]));
+        let mut state = PickState::new(&rotation);
+        let pairs = 20_000u128;
+        let same = (0..pairs)
+            .filter(|&i| {
+                let low = i.wrapping_mul(0x9e37_79b9) & 0xffff_ffff;
+                let a = Ipv6Addr::from(0x2001_0db8_u128 << 96 | low);
+                let b = Ipv6Addr::from(0x2001_0db9_u128 << 96 | low);
+                rotation.pick(&mut state, a, |_| 0) == rotation.pick(&mut state, b, |_| 0)
+            })
+            .count();
+        let share = same as f64 / pairs as f64;
+        assert!((0.22..=0.28).contains(&share), "{share}");
+    }
+
+    #[test]
+    fn ipv4_clients_hash_as_their_32_bits() {
+        // IPv4 keeps its member assignment across the 128-bit predictor: the mapped address
+        // hashes as the 32-bit one did, and differs from the same bits as an IPv6 address.
+        assert_eq!(
+            client_hash(v4(0xc0a8_0101)),
+            mix64(0xc0a8_0101_u64.wrapping_add(GOLDEN))
+        );
+        assert_ne!(
+            client_hash(v4(0xc0a8_0101)),
+            client_hash(Ipv6Addr::from(0xc0a8_0101_u128))
+        );
+    }
 
     #[test]
     fn hash_spreads_clients_evenly_over_equal_members() {
@@ -937,14 +1037,14 @@ mod tests {
         let mut foreign = PickState::new(&large[1]);
         for _ in 0..5 {
             foreign.cursor = foreign.cursor.wrapping_add(usize::MAX / 3);
-            let i = small.pick(&mut foreign, 7, |_| 0).unwrap();
+            let i = small.pick(&mut foreign, v4(7), |_| 0).unwrap();
             assert!(i < 2);
         }
         for rotation in &large {
             let mut foreign = PickState::new(&small);
             foreign.cursor = usize::MAX;
             for _ in 0..10 {
-                let i = rotation.pick(&mut foreign, 7, |_| 0).unwrap();
+                let i = rotation.pick(&mut foreign, v4(7), |_| 0).unwrap();
                 assert!(i < 7);
             }
         }
@@ -953,7 +1053,7 @@ mod tests {
         let rr = Rotation::new(Predictor::RoundRobin, weighted(&[1, 1, 1]));
         let mut state = PickState::new(&rr);
         let seq: Vec<_> = (0..3)
-            .map(|_| large[1].pick(&mut state, 0, |_| 0).unwrap())
+            .map(|_| large[1].pick(&mut state, v4(0), |_| 0).unwrap())
             .collect();
         assert!(seq.iter().all(|&i| i < 7), "{seq:?}");
     }
@@ -966,7 +1066,7 @@ mod tests {
         let (mut a, mut b) = (PickState::new(&rr), PickState::new(&rr));
         let seq: Vec<_> = (0..6)
             .map(|k| {
-                rr.pick(if k % 3 == 0 { &mut a } else { &mut b }, 0, |_| 0)
+                rr.pick(if k % 3 == 0 { &mut a } else { &mut b }, v4(0), |_| 0)
                     .unwrap()
             })
             .collect();
@@ -975,7 +1075,7 @@ mod tests {
         let (mut a, mut b) = (PickState::new(&w), PickState::new(&w));
         let seq: Vec<_> = (0..14)
             .map(|k| {
-                w.pick(if k % 2 == 0 { &mut a } else { &mut b }, 0, |_| 0)
+                w.pick(if k % 2 == 0 { &mut a } else { &mut b }, v4(0), |_| 0)
                     .unwrap()
             })
             .collect();
@@ -990,7 +1090,7 @@ mod tests {
                         let mut st = PickState::new(&w);
                         let mut c = [0usize; 3];
                         for _ in 0..700 {
-                            c[w.pick(&mut st, 0, |_| 0).unwrap()] += 1;
+                            c[w.pick(&mut st, v4(0), |_| 0).unwrap()] += 1;
                         }
                         c
                     })
@@ -1030,7 +1130,7 @@ mod tests {
             prop_assert_eq!(rotation.has_eligible(), any_pickable);
             let mut state = PickState::new(&rotation);
             for &client in &clients {
-                let got = rotation.pick(&mut state, client, |i| conns[i % conns.len()]);
+                let got = rotation.pick(&mut state, v4(client), |i| conns[i % conns.len()]);
                 match got {
                     None => prop_assert!(!any_pickable),
                     Some(i) => {

@@ -4,7 +4,7 @@
 use detour_config::model::load;
 use detour_config::predictor::{PickState, Predictor};
 use detour_config::{Action, Snapshot, State};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 const ACME: &str = include_str!("../../../configs/acme.conf");
 const LOAD_SHARE: &str = include_str!("../../../configs/load-share.conf");
@@ -100,7 +100,11 @@ fn load_sharing_rotates_over_two_dips_and_another_site() {
     );
     let mut st = PickState::new(&v.rotation);
     let picks: Vec<_> = (0..9)
-        .map(|_| v.rotation.pick(&mut st, 1, |_| 0).unwrap())
+        .map(|_| {
+            v.rotation
+                .pick(&mut st, Ipv4Addr::from(1).to_ipv6_mapped(), |_| 0)
+                .unwrap()
+        })
         .collect();
     assert_eq!(
         picks,
@@ -239,7 +243,10 @@ fn a_request_to_acme_is_answered_with_the_picked_url_expanded() {
     };
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let m = v.members[v.rotation.pick(&mut st, 0, |_| 0).unwrap()];
+        let m = v.members[v
+            .rotation
+            .pick(&mut st, Ipv6Addr::UNSPECIFIED, |_| 0)
+            .unwrap()];
         let u = &s.urls[m.url as usize];
         let mut out = [0u8; 1024];
         let n = render_redirect(&u.template, u.code, &req, &mut out).unwrap();

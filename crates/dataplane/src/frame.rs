@@ -13,7 +13,7 @@ use crate::egress::Egress;
 use crate::wire::{ethernet, ipv4, tcp, IpPair};
 use crate::Port;
 use detour_config::Snapshot;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Where the IP packet starts in a frame.
 pub(crate) const L3: usize = ethernet::HEADER_LEN;
@@ -110,6 +110,12 @@ impl Ip {
         frame.get(self.l4..self.end).unwrap_or(&[])
     }
 
+    /// The L4 bytes of the frame this was parsed from, writable.
+    #[inline]
+    pub(crate) fn l4_mut<'a>(&self, frame: &'a mut [u8]) -> &'a mut [u8] {
+        frame.get_mut(self.l4..self.end).unwrap_or(&mut [])
+    }
+
     /// The IPv4 packet of the frame this was parsed from, writable.
     #[inline]
     pub(crate) fn packet_mut<'a>(&self, frame: &'a mut [u8]) -> Option<ipv4::Packet<&'a mut [u8]>> {
@@ -132,8 +138,9 @@ pub(crate) trait Net: Copy {
     fn l4<'a>(&self, frame: &'a [u8]) -> &'a [u8];
     /// Source and destination as cookies bind them.
     fn cookie_addrs(&self) -> (Self::Addr, Self::Addr);
-    /// Source and destination folded to 32 bits (table keys, the hash predictor).
-    fn folded(&self) -> (u32, u32);
+    /// Source and destination in full as the tables and the hash predictor key them (IPv6;
+    /// IPv4 mapped, `::ffff:a.b.c.d`).
+    fn hosts(&self) -> (Ipv6Addr, Ipv6Addr);
     /// The destination (the VIP of `%h`).
     fn dst_ip(&self) -> IpAddr;
 }
@@ -154,8 +161,8 @@ impl Net for Ip {
         (self.src.octets(), self.dst.octets())
     }
     #[inline]
-    fn folded(&self) -> (u32, u32) {
-        (u32::from(self.src), u32::from(self.dst))
+    fn hosts(&self) -> (Ipv6Addr, Ipv6Addr) {
+        (self.src.to_ipv6_mapped(), self.dst.to_ipv6_mapped())
     }
     #[inline]
     fn dst_ip(&self) -> IpAddr {

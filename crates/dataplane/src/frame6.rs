@@ -73,14 +73,6 @@ impl Ip6 {
     }
 }
 
-/// Fold an IPv6 address to 32 bits for the keyed tables and the hash predictor (the tables
-/// hash their keys with a secret key, so a fold costs no more than any collision).
-#[inline]
-fn fold(a: Ipv6Addr) -> u32 {
-    let o = u128::from(a);
-    (o as u32) ^ ((o >> 32) as u32) ^ ((o >> 64) as u32) ^ ((o >> 96) as u32)
-}
-
 impl Net for Ip6 {
     type Addr = [u8; 16];
     const OWN_MSS: u16 = 1440;
@@ -100,8 +92,8 @@ impl Net for Ip6 {
         (self.src.octets(), self.dst.octets())
     }
     #[inline]
-    fn folded(&self) -> (u32, u32) {
-        (fold(self.src), fold(self.dst))
+    fn hosts(&self) -> (Ipv6Addr, Ipv6Addr) {
+        (self.src, self.dst)
     }
     #[inline]
     fn dst_ip(&self) -> IpAddr {

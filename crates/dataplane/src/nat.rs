@@ -1,29 +1,31 @@
 //! DIP NAT both ways (the seed's claim 13), stateless except for flows moved to a backup
-//! real, and the ICMP errors about translated flows (RFC 5508 section 4.2).
+//! real, and the ICMP errors about translated flows (RFC 5508 section 4.2; [`icmp`]). One
+//! code path for both families, generic over [`Family`] ([`family`]) and compiled for each.
 //!
 //! - Client -> DIP:port becomes client -> real:port ([`Nat::forward`]); a flow sent to the
-//!   backup real instead is remembered (opened only by a SYN, refreshed by the rest), since
-//!   the backup's replies come from its own address.
+//!   backup real instead is remembered (opened only by a SYN, refreshed by the rest), keyed
+//!   by the client's whole address (IPv6 in full, IPv4 mapped), since the backup's replies
+//!   come from its own address.
 //! - Real:port -> client becomes DIP:port -> client ([`Nat::reply_of_real`]).
-//! - An ICMP error about a packet the real sent (to the DIP, from a router on the client
-//!   side) is delivered to the real with the quoted packet as the real sent it
-//!   ([`Nat::icmp_to_dip`]); one from the real's side about a client's packet goes to the
-//!   client as if about the DIP ([`Nat::icmp_from_real`]).
 //!
 //! Addresses and ports are rewritten through the checked views, the checksums updated
-//! incrementally (RFC 1624) for TCP/UDP, recomputed for the (rare, short) ICMP errors. The
-//! TTL is decremented; a frame that would leave with TTL 0 is dropped.
+//! incrementally (RFC 1624) for TCP/UDP over the family's pseudo-header (IPv4's header
+//! checksum too; IPv6 has none). The TTL (hop limit) is decremented; a frame that would
+//! leave with 0 is dropped.
 
 use crate::counters::{RealCounters, Reason};
 use crate::egress::Verdict;
-use crate::frame::{Ctx, Ip};
+use crate::frame::Ctx;
 use crate::table::{Inserted, Key, Table};
-use crate::wire::quoted::Quoted;
-use crate::wire::{icmpv4, proto, tcp, udp, AddrChange, End};
-use detour_config::{Action, Carry, Snapshot};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use crate::wire::{proto, tcp, End};
+use detour_config::{Carry, Snapshot};
+use std::net::Ipv6Addr;
 
-mod v6;
+mod family;
+mod icmp;
+
+pub(crate) use family::Family;
+use family::{ports, rewrite};
 
 /// Flows moved to a backup real remembered at once per worker.
 pub const BACKUP_FLOW_SLOTS: usize = 65_536;
@@ -33,10 +35,21 @@ pub const BACKUP_FLOW_TTL_MS: u64 = 300_000;
 pub const BACKUP_FLOW_PER_PEER: usize = 4;
 
 /// A flow moved to a backup real: what the real's replies must look like to the client.
-#[derive(Clone, Copy, Default)]
+/// The DIP in full (IPv4 mapped): 18 bytes, so an entry of the table (key 36, last use 8,
+/// this 18) is 62 bytes, and the table's 65,536 entries 3.9 MiB per worker.
+#[derive(Clone, Copy)]
 struct BackupFlow {
-    dip: u32,
+    dip: Ipv6Addr,
     dip_port: u16,
+}
+
+impl Default for BackupFlow {
+    fn default() -> BackupFlow {
+        BackupFlow {
+            dip: Ipv6Addr::UNSPECIFIED,
+            dip_port: 0,
+        }
+    }
 }
 
 /// The ports of a client's TCP or UDP packet to a DIP, and its TCP control bits.
@@ -86,11 +99,11 @@ impl Nat {
 
     /// Client -> DIP:port of real `r`, sent to real `to` (`r` itself, or its backup).
     #[inline]
-    pub(crate) fn forward(
+    pub(crate) fn forward<I: Family>(
         &mut self,
         cx: &mut Ctx,
         buf: &mut [u8],
-        ip: &Ip,
+        ip: &I,
         p: Ports,
         (r, to): (u32, u32),
     ) -> Verdict {
@@ -99,16 +112,15 @@ impl Nat {
             Ok(h) => h,
             Err(why) => return Verdict::Drop(why),
         };
-        if ip.ttl <= 1 {
+        if ip.ttl() <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
         }
         // The model keeps a DIP's real and backups in the DIP's family.
-        let SocketAddr::V4(to_addr) = real.addr else {
+        let Some((new_ip, new_port)) = I::sock(real.addr) else {
             return Verdict::Drop(Reason::NoService);
         };
-        let (new_ip, new_port) = (*to_addr.ip(), to_addr.port());
         if !rewrite(buf, ip, End::Dst, new_ip, new_port) {
-            return Verdict::Drop(if ip.proto == proto::TCP {
+            return Verdict::Drop(if ip.proto() == proto::TCP {
                 Reason::BadTcp
             } else {
                 Reason::BadUdp
@@ -123,7 +135,7 @@ impl Nat {
         rc.to_real += 1;
         rc.to_real_bytes += ip.len() as u64;
         if to != r {
-            self.remember(cx, ip, p, SocketAddrV4::new(new_ip, new_port));
+            self.remember(cx, ip, p, (I::host(new_ip), new_port));
         }
         cx.c.to_real += 1;
         cx.c.to_real_bytes += ip.len() as u64;
@@ -132,13 +144,13 @@ impl Nat {
 
     /// A client's packet went to a backup real (`to`): a SYN opens its flow, any other packet
     /// only refreshes the flow it belongs to (its DIP stays the one the SYN went to).
-    fn remember(&mut self, cx: &mut Ctx, ip: &Ip, p: Ports, to: SocketAddrV4) {
+    fn remember<I: Family>(&mut self, cx: &mut Ctx, ip: &I, p: Ports, to: (Ipv6Addr, u16)) {
         // Keyed by the client first: the table bounds each client's ways per set.
         let key = Key {
-            a_ip: u32::from(ip.src),
+            a_ip: I::host(ip.src()),
             a_port: p.sport,
-            b_ip: u32::from(*to.ip()),
-            b_port: to.port(),
+            b_ip: to.0,
+            b_port: to.1,
         };
         let opens = p.flags.is_some_and(|f| {
             let any = tcp::Flags::SYN
@@ -150,7 +162,7 @@ impl Nat {
         if opens {
             let (f, how) = self.flows.insert(key, cx.now);
             *f = BackupFlow {
-                dip: u32::from(ip.dst),
+                dip: I::host(ip.dst()),
                 dip_port: p.dport,
             };
             if how != Inserted::Fresh {
@@ -167,37 +179,40 @@ impl Nat {
     /// must come from: its flow's, if it was moved to this real as a backup, else the real's
     /// own DIP.
     #[inline]
-    fn dip_of(
+    fn dip_of<I: Family>(
         &mut self,
         snap: &Snapshot,
-        (real, sender): (SocketAddrV4, Option<u32>),
-        client: SocketAddrV4,
+        (real, sender): ((I::A, u16), Option<u32>),
+        client: (I::A, u16),
         now: u64,
-    ) -> Option<SocketAddrV4> {
+    ) -> Option<(I::A, u16)> {
         if self.backup_flows {
             let key = Key {
-                a_ip: u32::from(*client.ip()),
-                a_port: client.port(),
-                b_ip: u32::from(*real.ip()),
-                b_port: real.port(),
+                a_ip: I::host(client.0),
+                a_port: client.1,
+                b_ip: I::host(real.0),
+                b_port: real.1,
             };
             if let Some(f) = self.flows.get_mut(&key, now) {
-                return Some(SocketAddrV4::new(Ipv4Addr::from(f.dip), f.dip_port));
+                return Some((I::of_host(f.dip)?, f.dip_port));
             }
         }
-        match snap.reals[sender? as usize].dip? {
-            SocketAddr::V4(d) => Some(d),
-            SocketAddr::V6(_) => None,
-        }
+        I::sock(snap.reals[sender? as usize].dip?)
     }
 
     /// Real:port -> client (TCP or UDP), arriving on the server side: from the DIP instead.
     /// Anything that is not a real's reply is the kernel's.
-    pub(crate) fn reply_of_real(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
-        if ip.later_frag {
-            // No ports to map by: a real's later fragments cannot be translated (and are
-            // never read as if they had a header); anyone else's are the kernel's.
-            return if cx.snap.is_real_ip(ip.src) {
+    #[inline]
+    pub(crate) fn reply_of_real<I: Family>(
+        &mut self,
+        cx: &mut Ctx,
+        buf: &mut [u8],
+        ip: &I,
+    ) -> Verdict {
+        if ip.unmappable() {
+            // No ports to map by: a real's fragments cannot be translated (and are never read
+            // as if they had a header); anyone else's are the kernel's.
+            return if I::is_real_ip(cx.snap, ip.src()) {
                 Verdict::Drop(Reason::Fragment)
             } else {
                 Verdict::Pass
@@ -206,23 +221,23 @@ impl Nat {
         let Some((sport, dport, rst)) = ports(ip, buf) else {
             return Verdict::Pass;
         };
-        let sender = cx.snap.real_at(ip.src, sport);
-        let real = SocketAddrV4::new(ip.src, sport);
-        let client = SocketAddrV4::new(ip.dst, dport);
-        let Some(dip) = self.dip_of(cx.snap, (real, sender), client, cx.now) else {
+        let sender = I::real_at(cx.snap, ip.src(), sport);
+        let real = (ip.src(), sport);
+        let client = (ip.dst(), dport);
+        let Some(dip) = self.dip_of::<I>(cx.snap, (real, sender), client, cx.now) else {
             return Verdict::Pass;
         };
         if !ip.header_ok(buf) {
-            return Verdict::Drop(Reason::BadIpv4);
+            return Verdict::Drop(I::BAD_HEADER);
         }
         let hop = match cx.eg.toward_client(cx.snap.gateway_mac) {
             Ok(h) => h,
             Err(why) => return Verdict::Drop(why),
         };
-        if ip.ttl <= 1 {
+        if ip.ttl() <= 1 {
             return Verdict::Drop(Reason::TtlExceeded);
         }
-        if !rewrite(buf, ip, End::Src, *dip.ip(), dip.port()) {
+        if !rewrite(buf, ip, End::Src, dip.0, dip.1) {
             return Verdict::Pass;
         }
         if let Some(rc) = sender.and_then(|r| self.reals.get_mut(r as usize)) {
@@ -234,171 +249,4 @@ impl Nat {
         cx.c.to_client_bytes += ip.len() as u64;
         hop.send(buf, ip.frame_len())
     }
-
-    /// An ICMP error to an owned address about a packet a real sent through its DIP (quoted:
-    /// DIP:port -> client): deliver it to the real, with the quoted packet as the real sent it.
-    pub(crate) fn icmp_to_dip(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
-        let Some((src, sport)) = quoted_end(buf, ip, End::Src) else {
-            return Verdict::Drop(Reason::BadIcmp);
-        };
-        let Some(r) = cx.snap.dip_at(src, sport) else {
-            return Verdict::Drop(Reason::NoService);
-        };
-        // The quoted packet was sent by whichever real the DIP's traffic goes to now: the
-        // real itself, or its backup (the same stateless choice as `forward`).
-        let Action::Forward(to) = cx.snap.reals[r as usize].action else {
-            return Verdict::Drop(Reason::NoService);
-        };
-        let real = &cx.snap.reals[to as usize];
-        let hop = match cx.eg.toward_real(real.mac) {
-            Ok(h) => h,
-            Err(why) => return Verdict::Drop(why),
-        };
-        if ip.ttl <= 1 {
-            return Verdict::Drop(Reason::TtlExceeded);
-        }
-        let SocketAddr::V4(to) = real.addr else {
-            return Verdict::Drop(Reason::NoService);
-        };
-        if !translate_error(buf, ip, (End::Src, to), Some(End::Dst)) {
-            return Verdict::Drop(Reason::BadIcmp);
-        }
-        cx.c.icmp_translated += 1;
-        hop.send(buf, ip.frame_len())
-    }
-
-    /// An ICMP error from the server side about a packet a client sent to a DIP (quoted:
-    /// client -> real:port): deliver it to the client as if about (and, when the real itself
-    /// sent it, from) the DIP. Anything else is the kernel's.
-    pub(crate) fn icmp_from_real(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
-        let is_error = icmpv4::Packet::new_checked(ip.l4(buf)).is_ok_and(|m| {
-            use icmpv4::kind::*;
-            matches!(
-                m.msg_type(),
-                DST_UNREACHABLE | TIME_EXCEEDED | PARAM_PROBLEM
-            )
-        });
-        if !is_error || ip.frag {
-            return Verdict::Pass;
-        }
-        let (Some((isrc, isport)), Some((idst, idport))) =
-            (quoted_end(buf, ip, End::Src), quoted_end(buf, ip, End::Dst))
-        else {
-            return Verdict::Pass;
-        };
-        let real = SocketAddrV4::new(idst, idport);
-        let client = SocketAddrV4::new(isrc, isport);
-        let sender = cx.snap.real_at(idst, idport);
-        let Some(dip) = self.dip_of(cx.snap, (real, sender), client, cx.now) else {
-            return Verdict::Pass;
-        };
-        // Sent on with fresh checksums: a corrupt error must not get them.
-        if !ip.header_ok(buf) {
-            return Verdict::Drop(Reason::BadIpv4);
-        }
-        if !icmpv4::Packet::new_checked(ip.l4(buf)).is_ok_and(|m| m.verify_checksum()) {
-            return Verdict::Drop(Reason::BadIcmp);
-        }
-        let hop = match cx.eg.toward_client(cx.snap.gateway_mac) {
-            Ok(h) => h,
-            Err(why) => return Verdict::Drop(why),
-        };
-        if ip.ttl <= 1 {
-            return Verdict::Drop(Reason::TtlExceeded);
-        }
-        // The error is from the real's address only when the real itself sent it; a router
-        // between the director and the real keeps its own source address.
-        let outer = (ip.src == idst).then_some(End::Src);
-        if !translate_error(buf, ip, (End::Dst, dip), outer) {
-            return Verdict::Pass;
-        }
-        cx.c.icmp_translated += 1;
-        hop.send(buf, ip.frame_len())
-    }
-}
-
-/// Source port, destination port and the RST bit of a TCP or UDP packet, if its header is
-/// whole (checked views).
-#[inline]
-fn ports(ip: &Ip, buf: &[u8]) -> Option<(u16, u16, bool)> {
-    let l4 = ip.l4(buf);
-    match ip.proto {
-        proto::TCP => tcp::Packet::new_checked(l4)
-            .ok()
-            .map(|t| (t.src_port(), t.dst_port(), t.rst())),
-        proto::UDP => udp::Packet::new_checked(l4)
-            .ok()
-            .map(|u| (u.src_port(), u.dst_port(), false)),
-        _ => None,
-    }
-}
-
-/// Rewrite one end (address and port) of the TCP/UDP packet in `buf`, decrement the TTL, and
-/// update the IPv4 and L4 checksums incrementally (RFC 1624). False, with nothing changed,
-/// when the L4 header is not whole.
-#[inline]
-fn rewrite(buf: &mut [u8], ip: &Ip, end: End, addr: Ipv4Addr, port: u16) -> bool {
-    let Some(mut p) = ip.packet_mut(buf) else {
-        return false;
-    };
-    let old = if end == End::Src { ip.src } else { ip.dst };
-    let change = AddrChange::V4 { old, new: addr };
-    let l4 = p.payload_mut();
-    if ip.proto == proto::TCP {
-        let Ok(mut t) = tcp::Packet::new_checked(l4) else {
-            return false;
-        };
-        t.translate(end, &change, port);
-    } else {
-        let Ok(mut u) = udp::Packet::new_checked(l4) else {
-            return false;
-        };
-        u.translate(end, &change, port);
-    }
-    p.translate(end, addr, ip.ttl - 1);
-    true
-}
-
-/// One end of the packet quoted by the ICMP error in `buf`, if it is an IPv4 TCP/UDP packet
-/// with its ports.
-fn quoted_end(buf: &[u8], ip: &Ip, end: End) -> Option<(Ipv4Addr, u16)> {
-    let m = icmpv4::Packet::new_checked(ip.l4(buf)).ok()?;
-    let q = Quoted::new_checked(m.data(), false).ok()?;
-    match q.addr(end) {
-        IpAddr::V4(a) => Some((a, q.port(end))),
-        IpAddr::V6(_) => None,
-    }
-}
-
-/// Rewrite the quoted packet's `inner` end to `to`; set the outer address at `outer` (if
-/// any) to `to`'s address; decrement the TTL; recompute the ICMP and IPv4 checksums.
-fn translate_error(
-    buf: &mut [u8],
-    ip: &Ip,
-    (inner, to): (End, SocketAddrV4),
-    outer: Option<End>,
-) -> bool {
-    let Some(mut p) = ip.packet_mut(buf) else {
-        return false;
-    };
-    {
-        let Ok(mut m) = icmpv4::Packet::new_checked(p.payload_mut()) else {
-            return false;
-        };
-        let Ok(mut q) = Quoted::new_checked(m.data_mut(), false) else {
-            return false;
-        };
-        if q.rewrite(inner, IpAddr::V4(*to.ip()), to.port()).is_err() {
-            return false;
-        }
-        m.fill_checksum();
-    }
-    match outer {
-        Some(End::Src) => p.set_src(*to.ip()),
-        Some(End::Dst) => p.set_dst(*to.ip()),
-        None => {}
-    }
-    p.set_ttl(ip.ttl - 1);
-    p.fill_checksum();
-    true
 }

@@ -16,6 +16,7 @@ use crate::wire::{ethernet, ipv6, tcp, tcp::Flags, TcpReply};
 use crate::Reason;
 use detour_config::predictor::PickState;
 use detour_config::{Action, Carry, Snapshot};
+use std::net::Ipv6Addr;
 
 mod http;
 mod tls;
@@ -499,10 +500,11 @@ impl Responder {
 /// The split-head table's key: the client first (the table bounds each client's ways).
 #[inline]
 fn key<I: Net>(t: &Tcp<I>) -> Key {
+    let (a_ip, b_ip) = t.ip.hosts();
     Key {
-        a_ip: t.ip.folded().0,
+        a_ip,
         a_port: t.sport,
-        b_ip: t.ip.folded().1,
+        b_ip,
         b_port: t.dport,
     }
 }
@@ -513,7 +515,7 @@ pub(crate) fn choose(
     picks: &mut [PickState],
     conns: &[u32],
     action: Action,
-    client: u32,
+    client: Ipv6Addr,
 ) -> Option<u32> {
     let mut a = action;
     // A virtual with nothing eligible falls back once (its fallback is already resolved).

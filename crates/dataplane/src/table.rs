@@ -12,22 +12,41 @@
 
 use core::hash::Hasher;
 use siphasher::sip::SipHasher13;
+use std::net::Ipv6Addr;
 
-/// A connection's 4-tuple, packed: (remote ip, remote port, local ip, local port). `a_ip` is
-/// the peer whose entries [`Table`] bounds per set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// A connection's 4-tuple: (remote ip, remote port, local ip, local port), the addresses in
+/// full, of either family: IPv6 as is, IPv4 mapped (`::ffff:a.b.c.d`), so two
+/// clients are one key only when they are one host. `a_ip` is the peer whose entries
+/// [`Table`] bounds per set. 36 bytes, aligned to 2 (no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
-    pub a_ip: u32,
+    pub a_ip: Ipv6Addr,
     pub a_port: u16,
-    pub b_ip: u32,
+    pub b_ip: Ipv6Addr,
     pub b_port: u16,
 }
 
+impl Default for Key {
+    fn default() -> Key {
+        Key {
+            a_ip: Ipv6Addr::UNSPECIFIED,
+            a_port: 0,
+            b_ip: Ipv6Addr::UNSPECIFIED,
+            b_port: 0,
+        }
+    }
+}
+
 impl Key {
+    /// SipHash-1-3 over all 36 bytes, in five words.
     #[inline]
     fn hash(&self, k0: u64, k1: u64) -> u64 {
+        let (a, b) = (u128::from(self.a_ip), u128::from(self.b_ip));
         let mut h = SipHasher13::new_with_keys(k0, k1);
-        h.write_u64(u64::from(self.a_ip) << 32 | u64::from(self.b_ip));
+        h.write_u64(a as u64);
+        h.write_u64((a >> 64) as u64);
+        h.write_u64(b as u64);
+        h.write_u64((b >> 64) as u64);
         h.write_u64(u64::from(self.a_port) << 16 | u64::from(self.b_port));
         h.finish()
     }
@@ -177,7 +196,7 @@ impl<V: Default + Clone> Table<V> {
     /// The most live ways one peer holds in any set (for tests of the bound; walks the table).
     pub fn most_per_peer(&self, now: u64) -> usize {
         let mut most = 0;
-        let mut peers = [0u32; WAYS];
+        let mut peers = [Ipv6Addr::UNSPECIFIED; WAYS];
         for base in (0..self.keys.len()).step_by(WAYS) {
             let mut n = 0;
             for i in base..base + WAYS {
@@ -202,11 +221,16 @@ mod tests {
 
     const KEY: [u8; 16] = [7; 16];
 
+    /// An IPv4 address as a key holds it.
+    fn host(a: std::net::Ipv4Addr) -> Ipv6Addr {
+        a.to_ipv6_mapped()
+    }
+
     fn k(n: u32) -> Key {
         Key {
-            a_ip: n,
+            a_ip: host(n.into()),
             a_port: n as u16,
-            b_ip: 7,
+            b_ip: host(7.into()),
             b_port: 80,
         }
     }
@@ -247,9 +271,9 @@ mod tests {
             t.insert(k(i), 1 + u64::from(i));
         }
         let peer = |p: u16| Key {
-            a_ip: 1000,
+            a_ip: host(1000.into()),
             a_port: p,
-            b_ip: 7,
+            b_ip: host(7.into()),
             b_port: 80,
         };
         let mut how = Vec::new();
@@ -287,6 +311,32 @@ mod tests {
             spread < 3,
             "{spread} of 8 keys still share a set under another key"
         );
+    }
+
+    #[test]
+    fn ipv6_keys_differ_in_any_bit_and_peers_are_whole_addresses() {
+        // Two IPv6 hosts sharing their low 32 bits (or any 32-bit fold) are two keys and two
+        // peers: one's bound never recycles the other's entries.
+        let a: Ipv6Addr = "2001:db8:0:1::c633:6401".parse().unwrap();
+        let b: Ipv6Addr = "2001:db8:0:2::c633:6401".parse().unwrap();
+        let key = |ip, port| Key {
+            a_ip: ip,
+            a_port: port,
+            b_ip: host(7.into()),
+            b_port: 80,
+        };
+        let mut t: Table<u32> = Table::new(WAYS, 1_000_000, 1, KEY);
+        *t.insert(key(a, 1000), 1).0 = 1;
+        assert_eq!(t.get_mut(&key(b, 1000), 2), None, "b is not a");
+        let (v, how) = t.insert(key(b, 1000), 3);
+        *v = 2;
+        assert_eq!(how, Inserted::Fresh, "b does not recycle a's way");
+        assert_eq!(t.get_mut(&key(a, 1000), 4).copied(), Some(1));
+        assert_eq!(t.get_mut(&key(b, 1000), 4).copied(), Some(2));
+        assert_eq!(t.most_per_peer(4), 1);
+        // And an IPv4 host is not the IPv6 host with the same 32 bits.
+        let v4 = host(std::net::Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(t.get_mut(&key(v4, 1000), 5), None);
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub(super) fn answer<I: Net>(
             RESP_400
         }
         Ok(httparse::Status::Complete(_)) => {
-            let client = t.ip.folded().0;
+            let client = t.ip.hosts().0;
             let Some(u) = choose(cx.snap, picks, conns, action, client) else {
                 c.unavailable += 1;
                 return Some(Outcome::Status(RESP_503));

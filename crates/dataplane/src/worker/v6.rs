@@ -1,8 +1,8 @@
 //! The classifier's IPv6 half: which capability an IPv6 frame is for. Neighbour
 //! solicitations for owned addresses and echo go to [`crate::local6`], TCP to a VIP or a DIP
-//! answered for to the responder (the same code as IPv4, compiled for [`Ip6`]); fragments and
-//! martian sources to owned addresses are dropped and counted; everything else of IPv6 is the
-//! kernel's.
+//! answered for to the responder, traffic to and from a DIP's real to the NAT (both the same
+//! code as IPv4, compiled for [`Ip6`]); fragments and martian sources to owned addresses are
+//! dropped and counted; everything else of IPv6 is the kernel's.
 
 use super::Dispatch;
 use crate::counters::Reason;
@@ -60,7 +60,7 @@ impl Dispatch<'_> {
         match ip.proto {
             proto::TCP => self.tcp_to_owned6(cx, buf, ip),
             proto::UDP => self.udp_to_owned6(cx, buf, ip),
-            proto::ICMPV6 if is_error(buf, ip) => self.nat.icmp_to_dip6(cx, buf, ip),
+            proto::ICMPV6 if is_error(buf, ip) => self.nat.icmp_to_dip(cx, buf, ip),
             proto::ICMPV6 => local6::icmp(cx, buf, ip),
             _ => Verdict::Drop(Reason::NoService),
         }
@@ -87,7 +87,7 @@ impl Dispatch<'_> {
                     dport: t.dport,
                     flags: Some(t.flags),
                 };
-                self.nat.forward6(cx, buf, ip, p, to)
+                self.nat.forward(cx, buf, ip, p, (r, to))
             }
             a => self.responder.respond(cx, buf, &t, a),
         }
@@ -107,7 +107,7 @@ impl Dispatch<'_> {
             return Verdict::Drop(Reason::NoService);
         };
         match cx.snap.reals[r as usize].action {
-            Action::Forward(to) => self.nat.forward6(cx, buf, ip, p, to),
+            Action::Forward(to) => self.nat.forward(cx, buf, ip, p, (r, to)),
             _ => Verdict::Drop(Reason::NoService),
         }
     }
@@ -123,8 +123,8 @@ impl Dispatch<'_> {
             };
         }
         match ip.proto {
-            proto::TCP | proto::UDP => self.nat.reply_of_real6(cx, buf, ip),
-            proto::ICMPV6 => self.nat.icmp_from_real6(cx, buf, ip),
+            proto::TCP | proto::UDP => self.nat.reply_of_real(cx, buf, ip),
+            proto::ICMPV6 => self.nat.icmp_from_real(cx, buf, ip),
             _ => Verdict::Pass,
         }
     }
