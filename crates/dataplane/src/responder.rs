@@ -276,10 +276,10 @@ impl Responder {
         if (syn && (fin || rst)) || !(syn || ack || rst) {
             return Verdict::Drop(Reason::BadFlags);
         }
-        let key = key(t);
-        if rst || syn {
+        if (rst || syn) && !self.heads.is_unused() {
             // The end of a connection, or a new one on this 4-tuple: forget any head kept.
-            self.heads.remove(&key);
+            // (The key, 36 bytes, is built only when some head may be kept.)
+            self.heads.remove(&key(t));
         }
         if rst {
             return Verdict::Drop(Reason::NothingToAnswer);
@@ -292,7 +292,7 @@ impl Responder {
         }
         if t.plen == 0 {
             if fin {
-                self.heads.remove(&key);
+                self.heads.remove(&key(t));
                 cx.c.fin_acks += 1;
                 return self.send(cx, buf, t, Answer::ack(t.ack, t.seq.wrapping_add(1)), 0);
             }

@@ -101,6 +101,13 @@ impl<V: Default + Clone> Table<V> {
         }
     }
 
+    /// No entry is kept (nor an expired one awaiting reuse): lookups and removals would
+    /// return at once, so callers may skip building their key.
+    #[inline]
+    pub fn is_unused(&self) -> bool {
+        self.used == 0
+    }
+
     pub fn capacity(&self) -> usize {
         self.keys.len()
     }

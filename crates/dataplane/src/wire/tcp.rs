@@ -227,8 +227,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 
     /// Translate one end: its port becomes `port`, and the pseudo-header's address changed
-    /// as `change` says; one incremental checksum update for both (what NAT does).
-    #[inline]
+    /// as `change` says; one incremental checksum update for both (what NAT does). Inlined
+    /// always, so that the family of `change` is known where it is applied.
+    #[inline(always)]
     pub fn translate(&mut self, end: End, change: &AddrChange, port: u16) {
         let at = match end {
             End::Src => field::SRC_PORT,
