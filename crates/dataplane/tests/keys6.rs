@@ -270,3 +270,73 @@ fn two_ipv6_clients_sharing_the_low_32_bits_keep_their_own_split_heads() {
         (2, 2, 0, 2)
     );
 }
+
+/// An ICMPv6 message by hand: Ethernet, IPv6 (hop limit `hop`), type 2 (packet too big),
+/// MTU 1280, the checksum summed here with the plain RFC 1071 sum of `frames`, then the
+/// quoted packet: an IPv6 header and the first 8 bytes of TCP, `src`:`ports.0` ->
+/// `dst`:`ports.1`.
+fn too_big(
+    macs: ([u8; 6], [u8; 6]),
+    (src, dst): (A6, A6),
+    hop: u8,
+    quoted: (A6, A6, (u16, u16)),
+) -> Vec<u8> {
+    let mut m = vec![2, 0, 0, 0, 0, 0, 5, 0];
+    m.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 63]);
+    m.extend_from_slice(&quoted.0);
+    m.extend_from_slice(&quoted.1);
+    m.extend_from_slice(&quoted.2 .0.to_be_bytes());
+    m.extend_from_slice(&quoted.2 .1.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 1]);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&(m.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    let mut s = ones_sum(ones_sum(0, &pseudo), &m);
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    m[2..4].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, hop]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&m);
+    f
+}
+
+/// Packet too big from the backup real about a backup flow's packet (quoted: client ->
+/// [backup real]:8080) reaches the client as from, and about, the DIP the flow's SYN went
+/// to, as the flow's replies do (so path-MTU discovery works for it). Before, IPv6 errors
+/// were translated by the real's own DIP only.
+#[test]
+fn packet_too_big_from_the_backup_real_follows_the_flow() {
+    let mut w = worker(CONF);
+    let (client, _) = twins();
+    let (syn, want) = to_dip(client, true, 1000);
+    assert_frame("SYN to the backup real", &want, &tx(&mut w, &syn, CLIENT));
+    let real = a6(REAL_B6);
+    let error = too_big(
+        (real_mac6(real), US[1]),
+        (real, client),
+        64,
+        (client, real, (40000, 8080)),
+    );
+    let want = too_big(
+        (US[0], GW),
+        (a6(DIP6), client),
+        63,
+        (client, a6(DIP6), (40000, 80)),
+    );
+    assert_frame(
+        "the error to the client",
+        &want,
+        &tx(&mut w, &error, SERVER),
+    );
+    assert_eq!(w.counters().icmp_translated, 1);
+}
