@@ -43,6 +43,10 @@ struct BackupFlow {
     dip_port: u16,
 }
 
+// What an entry costs, checked at compile time (the README states it).
+const _: () = assert!(std::mem::size_of::<BackupFlow>() == 18);
+const _: () = assert!(std::mem::size_of::<Key>() == 36);
+
 impl Default for BackupFlow {
     fn default() -> BackupFlow {
         BackupFlow {
