@@ -199,7 +199,25 @@ fn an_acknowledged_flight_is_never_sent_again() {
     c.process_new_packets().unwrap();
     assert!(!c.is_handshaking());
     // Everything acknowledged: no timer sends anything until the lifetime's RST.
-    let sent = ticks(&mut w, NOW_MS, NOW_MS + 9_990);
+    let sent = ticks(&mut w, NOW_MS, NOW_MS + 5_000);
     assert!(sent.is_empty(), "{} frames", sent.len());
     assert_eq!(w.counters().tls_retransmits, 0);
+    // The client's Finished and request: answered (and counted) over TLS.
+    use std::io::Write as _;
+    c.writer()
+        .write_all(b"GET /x HTTP/1.1\r\nHost: www.example\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut bytes).unwrap();
+    }
+    let req = ack.clone().with_payload(&bytes);
+    let (v, out) = run_cap(&mut w, &req.tcp(), CLIENT, BUF, NOW_MS + 5_000);
+    assert!(matches!(v, Verdict::Tx { port: CLIENT, .. }), "{v:?}");
+    assert!(!tcp_view(&out).unwrap().payload.is_empty());
+    let cn = w.counters();
+    assert_eq!(
+        (cn.tls_handshakes, cn.tls_answered, cn.redirects),
+        (1, 1, 1)
+    );
 }

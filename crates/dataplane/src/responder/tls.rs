@@ -224,7 +224,11 @@ impl Responder {
             }
             Outcome::Handled { request, ack } => {
                 if request {
+                    // Counted apart: what the answer counts (answered, a failure) comes after
+                    // the segment's own counts above.
+                    let before = self.tls.stats;
                     self.answer_tls(cx, t, action, &k);
+                    self.count_tls(cx, before);
                 }
                 self.emit_tls(cx, buf, t, &k, ack)
             }
