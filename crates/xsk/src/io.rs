@@ -43,14 +43,13 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-mod originate;
-
 use crate::busy::{self, BusyPoll};
 use crate::stats::SocketStats;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 mod batch;
 mod open;
+mod originate;
 mod probe;
 mod wake;
 
