@@ -440,7 +440,7 @@ fn a_lost_server_flight_is_recovered_by_the_directors_timer() {
     // retransmission timeout of at least 5 s toward the VIP. The first data segment from
     // the VIP's port 443 (the server's flight) is dropped on arrival.
     let setup = [
-        "sysctl -qw net.ipv4.tcp_early_retrans=0",
+        "echo 0 > /proc/sys/net/ipv4/tcp_early_retrans",
         "ip route add 198.18.0.1/32 dev c0 rto_min 5000ms",
         "nft add table inet dtls2",
         "nft add chain inet dtls2 in { type filter hook input priority 0 \\; }",
@@ -472,7 +472,7 @@ fn a_lost_server_flight_is_recovered_by_the_directors_timer() {
     for cmd in [
         "nft delete table inet dtls2",
         "ip route del 198.18.0.1/32 dev c0",
-        "sysctl -qw net.ipv4.tcp_early_retrans=3",
+        "echo 3 > /proc/sys/net/ipv4/tcp_early_retrans",
     ] {
         let _ = lab.client(&["sh", "-c", cmd], 10);
     }
