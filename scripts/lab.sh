@@ -171,17 +171,22 @@ start_real() {
     x "$r" python3 -m http.server --bind :: --directory "$LAB_DIR/$r" "$port" \
         >>"$LAB_DIR/$r.log" 2>&1 &
     echo $! >"$LAB_DIR/$r.pid"
-    # The same directory over HTTPS, TLS 1.3, with the real's certificate.
+    # The same directory over HTTPS, TLS 1.3, with the real's certificate, on both families.
     local name="real${r#dt-real}.lab" tport
     tport=$(tls_port_of "$r")
     x "$r" python3 -c '
-import functools, http.server, ssl, sys
+import functools, http.server, socket, ssl, sys
 d, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 ctx.load_cert_chain(cert, key)
 h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=d)
-s = http.server.ThreadingHTTPServer(("0.0.0.0", port), h)
+class DualStack(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+s = DualStack(("::", port), h)
 s.socket = ctx.wrap_socket(s.socket, server_side=True)
 s.serve_forever()
 ' "$LAB_DIR/$r" "$tport" "$LAB_DIR/tls/$name.pem" "$LAB_DIR/tls/$name.key" >>"$LAB_DIR/$r.tls.log" 2>&1 &

@@ -333,3 +333,220 @@ time.sleep(3)
     let st = lab.ctl_ok("show statistics");
     println!("{st}");
 }
+
+/// Every `tls:` line of `show statistics` after the `WORKERS` header, by worker (`w0`, `w1`):
+/// the named counter's value.
+fn per_worker(stats: &str, counter: &str) -> Vec<(String, u64)> {
+    let workers = &stats[stats.find("WORKERS").unwrap_or(0)..];
+    let mut out = Vec::new();
+    let mut who = String::new();
+    for l in workers.lines() {
+        let t = l.trim_start();
+        if let Some((w, _)) = t.split_once(':').filter(|(w, _)| w.starts_with('w')) {
+            who = w.to_string();
+        } else if let Some(rest) = t.strip_prefix("tls:") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let n = words
+                .windows(2)
+                .find(|p| p[0] == counter)
+                .and_then(|p| p[1].parse().ok())
+                .unwrap_or(0);
+            out.push((who.clone(), n));
+        }
+    }
+    out
+}
+
+/// The value of `counter` on the totals' `tls:` line of `show statistics`.
+fn tls_total(stats: &str, counter: &str) -> u64 {
+    let line = stats
+        .lines()
+        .find(|l| l.starts_with("  tls:"))
+        .unwrap_or_else(|| panic!("no tls line in\n{stats}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|p| p[0] == counter)
+        .and_then(|p| p[1].parse().ok())
+        .unwrap_or_else(|| panic!("no {counter} in {line}"))
+}
+
+/// Statistics after the workers' next reports (every 500 ms).
+fn fresh_stats(lab: &Lab) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    lab.ctl_ok("show statistics")
+}
+
+#[test]
+fn a_session_from_one_worker_resumes_on_the_other() {
+    let lab = Lab::start(&tls_config(), 1);
+    let sess = "/tmp/detour-lab/tls/session-x.pem";
+    let s_client = |extra: &str| {
+        let cmd = format!(
+            "printf 'GET / HTTP/1.1\\r\\nHost: www.lab\\r\\n\\r\\n' | timeout 5 openssl s_client -connect www.lab:443 -servername www.lab -CAfile {CA} -tls1_3 -ign_eof {extra} 2>&1"
+        );
+        lab.client(&["sh", "-c", &cmd], 10)
+    };
+    lab.ctl_ok("clear statistics");
+    let first = s_client(&format!("-sess_out {sess}"));
+    assert!(
+        first.stdout.contains("New, TLSv1.3") && first.stdout.contains("302 Found"),
+        "{first:?}"
+    );
+    let s = fresh_stats(&lab);
+    let full = per_worker(&s, "handshakes");
+    let (origin, _) = full
+        .iter()
+        .find(|(_, n)| *n == 1)
+        .unwrap_or_else(|| panic!("one worker made the full handshake:\n{s}"))
+        .clone();
+    // New connections (new source ports: the client's queue choice spreads them over the
+    // two queues) resume until one lands on the other worker; each must say Reused.
+    let mut crossed = None;
+    for i in 0..16 {
+        let r = s_client(&format!("-sess_in {sess}"));
+        assert!(
+            r.stdout.contains("Reused, TLSv1.3") && r.stdout.contains("302 Found"),
+            "resumption {i}: {r:?}\n{}",
+            lab.log_text()
+        );
+        let s = fresh_stats(&lab);
+        let other = per_worker(&s, "resumed")
+            .into_iter()
+            .find(|(w, n)| *w != origin && *n > 0);
+        if let Some(o) = other {
+            crossed = Some((i, o, s));
+            break;
+        }
+    }
+    let (i, (w, n), s) = crossed.unwrap_or_else(|| {
+        panic!(
+            "no resumption reached the worker other than {origin} in 16 connections\n{}",
+            lab.ctl_ok("show statistics")
+        )
+    });
+    println!("resumption {i}: {w} resumed {n} of the session {origin} issued\n{s}");
+    // The other worker never made a full handshake for it: all its handshakes are resumed.
+    let hs = per_worker(&s, "handshakes");
+    let theirs = hs.iter().find(|(x, _)| *x == w).map_or(0, |p| p.1);
+    assert_eq!(theirs, n, "{w}: every handshake resumed\n{s}");
+    let _ = std::fs::remove_file(sess);
+}
+
+#[test]
+fn a_lost_server_flight_is_recovered_by_the_directors_timer() {
+    let lab = Lab::start(&tls_config(), 1);
+    // The client's own recovery is pushed out of the way: no tail-loss probe, and a
+    // retransmission timeout of at least 5 s toward the VIP. The first data segment from
+    // the VIP's port 443 (the server's flight) is dropped on arrival.
+    let setup = [
+        "echo 0 > /proc/sys/net/ipv4/tcp_early_retrans",
+        "ip route add 198.18.0.1/32 dev c0 rto_min 5000ms",
+        "nft add table inet dtls2",
+        "nft add chain inet dtls2 in { type filter hook input priority 0 \\; }",
+        "nft add rule inet dtls2 in ip saddr 198.18.0.1 tcp sport 443 meta length gt 200 numgen inc mod 1000000 eq 0 counter drop",
+    ];
+    for cmd in setup {
+        let r = lab.client(&["sh", "-c", cmd], 10);
+        assert!(r.ok(), "{cmd}: {r:?}");
+    }
+    lab.ctl_ok("clear statistics");
+    // Within 3 s: only the director's timer (400 ms) can resend the flight in time.
+    let r = lab.client(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "3",
+            "--cacert",
+            CA,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{time_total}",
+            "https://www.lab/",
+        ],
+        10,
+    );
+    let dropped = lab.client(&["nft", "list", "table", "inet", "dtls2"], 10);
+    for cmd in [
+        "nft delete table inet dtls2",
+        "ip route del 198.18.0.1/32 dev c0",
+        "echo 3 > /proc/sys/net/ipv4/tcp_early_retrans",
+    ] {
+        let _ = lab.client(&["sh", "-c", cmd], 10);
+    }
+    assert!(
+        dropped.stdout.contains("counter packets 1 "),
+        "one segment dropped: {dropped:?}"
+    );
+    assert!(
+        r.ok() && r.stdout.starts_with("302 "),
+        "{r:?}\n{}",
+        lab.log_text()
+    );
+    let s = fresh_stats(&lab);
+    assert!(tls_total(&s, "retransmits") >= 1, "{s}");
+    println!("curl: {} after the loss\n{s}", r.stdout);
+}
+
+#[test]
+fn an_ipv6_tls_virtual_redirects_to_a_reals_https_page_through_an_ipv6_dip() {
+    let conf = tls_config()
+        + "virtual [2001:db8::1]:443 tls\n\
+           dip [2001:db8::2]:443 real [2001:db8:1::11]:8443\n\
+           url s6 https://real1.lab/%d\n\
+           link s6 [2001:db8::2]:443\n\
+           bind [2001:db8::1]:443 s6\n";
+    let lab = Lab::start(&conf, 1);
+    // The names of the lab's certificates, on the IPv6 addresses.
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "curl",
+            "-6",
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            CA,
+            "--resolve",
+            "www.lab:443:[2001:db8::1]",
+            "--resolve",
+            "real1.lab:443:[2001:db8::2]",
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    // The reals' IPv6 MACs are learned within a refresh (as in lab6.rs).
+    let t = std::time::Instant::now();
+    let loc = loop {
+        let r = lab.client(
+            &args(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+                "https://www.lab/x",
+            ]),
+            10,
+        );
+        if r.ok() && r.stdout.starts_with("302 ") {
+            break r.stdout;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(15),
+            "{r:?}\n{}",
+            lab.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(loc, "302 https://real1.lab/x");
+    let r = lab.client(&args(&["-L", "https://www.lab/index.html"]), 10);
+    assert!(
+        r.ok() && r.stdout.contains("real server dt-real1<"),
+        "{r:?}\n{}",
+        lab.log_text()
+    );
+    let s = fresh_stats(&lab);
+    assert!(tls_total(&s, "answered") >= 2, "{s}");
+}

@@ -109,6 +109,16 @@ pub static VERBS: &[Verb] = &[
         write: Some(tls::write_tls_connections),
     },
     Verb {
+        spellings: &[&["tls-handshakes-per-batch"]],
+        usage: "<n>",
+        help: "new TLS server flights (signatures) each worker makes per batch of frames, 1 to 64 (default 1): DIP latency against handshake rate",
+        applies: Applies::Live,
+        parse: tls::tls_handshakes_per_batch,
+        is: |c| matches!(c, Command::TlsHandshakesPerBatch { .. }),
+        apply: |m, c| m.apply_tls(c),
+        write: Some(tls::write_tls_handshakes_per_batch),
+    },
+    Verb {
         spellings: &[&["certificate"]],
         usage: "<name|*.suffix|*> <cert.pem> <key.pem>",
         help: "the certificate (ECDSA or RSA) tls virtuals serve to clients naming it (`*`: the default)",

@@ -197,6 +197,8 @@ pub enum Command {
     NoCertificate { name: Ref },
     /// `tls-connections <n>`: each worker's table of TLS connections.
     TlsConnections { entries: u32 },
+    /// `tls-handshakes-per-batch <n>`: each worker's budget of new server flights per batch.
+    TlsHandshakesPerBatch { handshakes: u32 },
     /// `cookie-secret <64 hex digits>`.
     CookieSecret { secret: [u8; 32] },
     /// `interface client|server <name> [queues N]`.

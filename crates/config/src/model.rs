@@ -107,6 +107,9 @@ pub struct Settings {
     /// `tls-connections`: entries of each worker's TLS table (default
     /// [`crate::tls::DEFAULT_TLS_CONNECTIONS`]).
     pub tls_connections: Option<u32>,
+    /// `tls-handshakes-per-batch`: new server flights per worker and batch (default
+    /// [`crate::tls::DEFAULT_TLS_HANDSHAKES_PER_BATCH`]).
+    pub tls_handshakes_per_batch: Option<u32>,
 }
 
 /// `certificate <name> <cert.pem> <key.pem>`: the files served to clients naming `name`.

@@ -20,13 +20,6 @@ pub(crate) fn virtual_(c: &mut Cursor) -> Result<Command, LineError> {
     let t = c.next(ADDR)?;
     let mut addr = sock_addr(&t)?;
     let tls = c.eat("tls");
-    if tls && addr.is_ipv6() {
-        return Err(LineError::new(
-            t.col,
-            "an IPv4 address (TLS virtuals are IPv4 only)",
-            quoted(t.text),
-        ));
-    }
     if tls && !has_port(t.text) {
         addr.set_port(TLS_PORT);
     }

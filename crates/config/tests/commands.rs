@@ -19,6 +19,7 @@ const SAMPLES: &[(&str, &str)] = &[
     ("metrics", "127.0.0.1:9100"),
     ("gateway", "198.18.0.100"),
     ("tls-connections", "4096"),
+    ("tls-handshakes-per-batch", "4"),
     (
         "certificate",
         "www.example /etc/detour/www.pem /etc/detour/www.key",

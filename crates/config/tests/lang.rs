@@ -85,19 +85,19 @@ fn ipv6_ids_bracketed_or_bare() {
     v("virtual [2001:db8::1]", "[2001:db8::1]:80", 9);
     v("virtual 2001:db8::1", "[2001:db8::1]:80", 9);
     v("virtual 2001:DB8:0::1", "[2001:db8::1]:80", 9);
-    // TLS virtuals are IPv4 only.
-    assert_err(
-        "virtual 2001:db8::1 tls",
-        9,
-        "TLS virtuals are IPv4 only",
-        "2001:db8::1",
-    );
-    assert_err(
-        "virtual [2001:db8::1]:8443 tls",
-        9,
-        "IPv4",
-        "[2001:db8::1]:8443",
-    );
+    // TLS virtuals of either family; port 443 unless given.
+    let t = |line: &str, addr: &str| {
+        assert_eq!(
+            ok(line),
+            Command::Virtual {
+                addr: sa(addr),
+                col: 9,
+                tls: true
+            }
+        )
+    };
+    t("virtual 2001:db8::1 tls", "[2001:db8::1]:443");
+    t("virtual [2001:db8::1]:8443 tls", "[2001:db8::1]:8443");
     assert_eq!(
         ok("dip [2001:db8::2]:80 real [2001:db8:1::2]:8080"),
         Command::Dip {

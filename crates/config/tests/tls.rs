@@ -72,6 +72,22 @@ fn certificates_by_name_replaced_removed_and_written_back() {
 }
 
 #[test]
+fn tls_handshakes_per_batch_is_bounded_and_written_back() {
+    let m = load("tls-handshakes-per-batch 8\n", "t").unwrap();
+    assert_eq!(m.settings.tls_handshakes_per_batch, Some(8));
+    assert!(m.to_config().contains("tls-handshakes-per-batch 8\n"));
+    let d = load("", "t").unwrap();
+    assert_eq!(d.settings.tls_handshakes_per_batch, None);
+    for bad in [
+        "tls-handshakes-per-batch 0",
+        "tls-handshakes-per-batch 65",
+        "tls-handshakes-per-batch lots",
+    ] {
+        assert!(load(bad, "t").is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn tls_connections_is_bounded_and_written_back() {
     let m = load("tls-connections 4096\n", "t").unwrap();
     assert_eq!(m.settings.tls_connections, Some(4096));

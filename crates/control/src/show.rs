@@ -1,7 +1,7 @@
 //! The `show` views, rendered from the current snapshot, the states and the statistics.
 
 use crate::running::Control;
-use detour_dataplane::Reason;
+use detour_dataplane::{Counters, Reason};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -208,6 +208,10 @@ impl Control {
             c.syn_acks,
             c.rsts
         );
+        let tls = self.snap.virtuals.iter().any(|v| v.tls);
+        if let Some(line) = tls_counts(c, tls) {
+            let _ = writeln!(o, "  tls: {line}");
+        }
     }
 
     fn stat_reals(&self, o: &mut String) {
@@ -267,6 +271,9 @@ impl Control {
                 h.max() / 1000,
                 w.epoch
             );
+            if let Some(line) = tls_counts(&wc, false) {
+                let _ = writeln!(o, "      tls: {line}");
+            }
             if !w.sockets.is_empty() {
                 let counts: Vec<String> =
                     w.sockets.iter().map(|(n, v)| format!("{n} {v}")).collect();
@@ -298,6 +305,26 @@ impl Control {
             c.dropped(Reason::NothingToAnswer)
         );
     }
+}
+
+/// The TLS counters (every `tls_*` of [`Counters::fields`], so a new one shows by itself)
+/// and the TLS drops, as `handshakes 3  resumed 1 ... deferred 0  full 0`; `None` when all
+/// are zero and `always` is false.
+fn tls_counts(c: &Counters, always: bool) -> Option<String> {
+    let drops = c
+        .drops_by_reason()
+        .filter_map(|(r, n)| Some((r.strip_prefix("tls_")?, n)));
+    let counts: Vec<(&str, u64)> = c
+        .fields()
+        .into_iter()
+        .filter_map(|(f, n)| Some((f.strip_prefix("tls_")?, n)))
+        .chain(drops)
+        .collect();
+    if !always && counts.iter().all(|(_, n)| *n == 0) {
+        return None;
+    }
+    let parts: Vec<String> = counts.iter().map(|(f, n)| format!("{f} {n}")).collect();
+    Some(parts.join("  "))
 }
 
 /// A duration as `4.2s`, `3m12s`, `2h5m`, `1d3h`.

@@ -216,3 +216,57 @@ fn health_transitions_drive_the_states_the_data_path_runs() {
     assert_eq!(c.health_transitions, 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tls_counters_show_in_statistics_per_worker_and_in_metrics() {
+    let dir = scratch("tlsstats");
+    let mut c = control(&dir, &config("lab.conf"), 2);
+    let e = c.epoch;
+    // No TLS traffic and no `tls` virtual: no TLS line.
+    let s = c.command("show statistics").text();
+    assert!(!s.contains("tls:"), "{s}");
+    let mut r0 = report_like(&c, 0, e, 0);
+    r0.counters.tls_handshakes = 3;
+    r0.counters.tls_retransmits = 2;
+    r0.counters.tls_timed_out = 1;
+    r0.counters.drop(detour_dataplane::Reason::TlsDeferred);
+    let mut r1 = report_like(&c, 1, e, 0);
+    r1.counters.tls_handshakes = 4;
+    r1.counters.tls_resumed = 4;
+    c.stats.report(r0);
+    c.stats.report(r1);
+    let s = c.command("show statistics").text();
+    // Totals: every tls_ counter of the declaration, then the TLS drops.
+    let total = line(&s, "tls: handshakes");
+    assert_eq!(
+        total.trim(),
+        "tls: handshakes 7  resumed 4  answered 0  failures 0  evicted 0  retransmits 2  timed_out 1  deferred 1  full 0",
+        "{s}"
+    );
+    // Per worker: worker 1 resumed 4 of its 4.
+    let workers = &s[s.find("WORKERS").unwrap()..];
+    let per: Vec<&str> = workers
+        .lines()
+        .filter(|l| l.trim_start().starts_with("tls:"))
+        .collect();
+    assert_eq!(per.len(), 2, "{s}");
+    assert!(per[0].contains("handshakes 3  resumed 0"), "{s}");
+    assert!(per[1].contains("handshakes 4  resumed 4"), "{s}");
+    let p = c.prometheus();
+    for (kind, n) in [
+        ("tls_handshakes", 7),
+        ("tls_resumed", 4),
+        ("tls_retransmits", 2),
+        ("tls_timed_out", 1),
+    ] {
+        assert!(
+            p.contains(&format!("detour_events_total{{kind=\"{kind}\"}} {n}\n")),
+            "{kind}: {p}"
+        );
+    }
+    assert!(
+        p.contains("detour_drops_total{reason=\"tls_deferred\"} 1\n"),
+        "{p}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -194,6 +194,10 @@ pub struct Counters {
     pub tls_failures: u64,
     /// Half-open TLS entries evicted to make room for a new one.
     pub tls_evicted: u64,
+    /// Server flights (or answers) sent again by the retransmission timer.
+    pub tls_retransmits: u64,
+    /// TLS connections reset and freed by a timer: retries exhausted or lifetime over.
+    pub tls_timed_out: u64,
     drops: [u64; Reason::COUNT],
 }
 
@@ -230,7 +234,9 @@ macro_rules! each_field {
             tls_resumed,
             tls_answered,
             tls_failures,
-            tls_evicted
+            tls_evicted,
+            tls_retransmits,
+            tls_timed_out
         )
     };
 }

@@ -20,6 +20,15 @@ pub enum Verdict {
     Pass,
 }
 
+/// Where the frames a worker originates go (frames that answer no received frame: the
+/// timers' retransmissions): the runtime's free frames and transmit rings.
+pub trait Originate {
+    /// Lend `write` a free frame buffer; it writes a frame and returns the verdict. Returns
+    /// whether a `Tx` verdict was put on its port's transmit ring (false: no free frame or no
+    /// room on the ring, or `write` did not say `Tx`; nothing was sent).
+    fn originate(&mut self, write: impl FnOnce(&mut [u8]) -> Verdict) -> bool;
+}
+
 /// A checked next hop: out of `port`, to `dst`, from our MAC on that port.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hop {

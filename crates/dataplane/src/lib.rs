@@ -40,7 +40,7 @@ mod table;
 mod worker;
 
 pub use counters::{Counters, RealCounters, Reason};
-pub use egress::Verdict;
+pub use egress::{Originate, Verdict};
 pub use nat::{BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS};
-pub use responder::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH, HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
-pub use worker::{Worker, WorkerConfig};
+pub use responder::{HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
+pub use worker::{Worker, WorkerConfig, TICK_MS};

@@ -21,8 +21,6 @@ use std::net::Ipv6Addr;
 mod http;
 mod tls;
 
-pub use tls::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH};
-
 pub use http::MAX_HEAD;
 
 /// Marks the SYN-ACK's MSS option; the value sent is the family's ([`Net::OWN_MSS`]).
@@ -140,11 +138,9 @@ pub(crate) struct Responder {
     /// `[..OUT]`: the request head being parsed; `[OUT..]`: the response being built.
     scratch: Box<[u8; 2 * MAX_HEAD]>,
     /// Connections of `tls` virtuals past their first data segment (see [`tls`]).
-    tls: detour_tls::Table<Key>,
+    tls: detour_tls::Table<tls::TlsKey>,
     /// Whether `tls` has its configured size (`tls-connections` applies at the start).
     tls_sized: bool,
-    /// When entries past their lifetime are next swept.
-    tls_sweep_at: u64,
 }
 
 impl Responder {
@@ -160,7 +156,6 @@ impl Responder {
             scratch: Box::new([0; 2 * MAX_HEAD]),
             tls: detour_tls::Table::new(detour_tls::Limits::default()),
             tls_sized: false,
-            tls_sweep_at: 0,
         }
     }
 

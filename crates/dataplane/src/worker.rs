@@ -5,7 +5,7 @@
 //! [`crate::egress`].
 
 use crate::counters::{Counters, RealCounters, Reason};
-use crate::egress::{Egress, Verdict};
+use crate::egress::{Egress, Originate, Verdict};
 use crate::frame::{Ctx, Ip, Tcp};
 use crate::nat::{Nat, Ports};
 use crate::responder::Responder;
@@ -16,6 +16,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 mod v6;
+
+/// How often the run loop should call [`Worker::tick`] (ms): the granularity of the TLS
+/// retransmission timeout (400 ms at first).
+pub const TICK_MS: u64 = 10;
 
 /// What the runtime tells a worker about where it runs.
 #[derive(Clone, Debug)]
@@ -141,11 +145,22 @@ impl Worker {
         mine[..n].copy_from_slice(&conns[..n]);
     }
 
-    /// A new batch of frames begins: its budget of TLS handshakes
-    /// ([`crate::HANDSHAKES_PER_BATCH`]).
+    /// A new batch of frames begins: its budget of TLS handshakes (`tls-handshakes-per-batch`).
     #[inline]
     pub fn begin_batch(&mut self) {
-        self.responder.tls_batch();
+        let n = self.snap.settings.tls_handshakes_per_batch;
+        self.responder
+            .tls_batch(n.unwrap_or(detour_config::tls::DEFAULT_TLS_HANDSHAKES_PER_BATCH));
+    }
+
+    /// The worker's timers. Call it every [`TICK_MS`] or so from the run loop, whether frames
+    /// arrive or not, between batches: TLS flights not acknowledged in time are sent again and
+    /// connections past their retries or lifetime are reset and freed, with frames taken from
+    /// `out`. O(1) while no timer is due; allocates nothing; makes no syscall (the runtime
+    /// kicks its transmit rings once after it).
+    pub fn tick(&mut self, now_ms: u64, out: &mut impl Originate) {
+        self.responder
+            .tls_tick(&mut self.c, &self.egress, now_ms, out);
     }
 
     /// Process one frame received on `port`: the frame is `buf[..len]`; `buf` beyond `len` is

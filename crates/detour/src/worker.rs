@@ -2,14 +2,15 @@
 //! reads only its snapshot, picks up new snapshots and connection counts between batches
 //! from its own lock-free inbox, and reports its counters (plain arrays indexed like its
 //! snapshot's tables) about twice a second on a bounded channel (a full channel skips a
-//! report: the next one is cumulative).
+//! report: the next one is cumulative). Every [`TICK_MS`] (the loop wakes from its idle
+//! wait at least that often) it runs the worker's timers, which may send frames of their own.
 
 use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use detour_config::Snapshot;
 use detour_control::stats::new_hist;
 use detour_control::Report;
-use detour_dataplane::{Verdict, Worker, WorkerConfig, CLIENT, SERVER};
+use detour_dataplane::{Originate, Verdict, Worker, WorkerConfig, CLIENT, SERVER, TICK_MS};
 use detour_xsk::io::{IoConfig, Mode, Out, QueueIo};
 use detour_xsk::stats as xsk_stats;
 use hdrhistogram::Histogram;
@@ -67,6 +68,42 @@ fn report(id: usize, w: &Worker, batches: u64, hist: Histogram<u64>, io: &QueueI
     }
 }
 
+/// The frames a worker's timers send: free frames of its sockets, out of the port the
+/// worker's verdict names.
+struct Rings<'a> {
+    io: &'a mut QueueIo,
+    one_armed: bool,
+    sent: usize,
+}
+
+impl Originate for Rings<'_> {
+    fn originate(&mut self, write: impl FnOnce(&mut [u8]) -> Verdict) -> bool {
+        let one_armed = self.one_armed;
+        let ok = self.io.originate(|buf| match write(buf) {
+            Verdict::Tx { port, len } => Out::Tx {
+                port: if one_armed || port == CLIENT { 0 } else { 1 },
+                len,
+            },
+            Verdict::Drop(_) | Verdict::Pass => Out::Drop,
+        });
+        self.sent += usize::from(ok);
+        ok
+    }
+}
+
+/// Run the worker's timers; one kick of the tx rings if they sent anything.
+fn tick(w: &mut Worker, io: &mut QueueIo, one_armed: bool, now: u64) {
+    let mut rings = Rings {
+        io,
+        one_armed,
+        sent: 0,
+    };
+    w.tick(now, &mut rings);
+    if rings.sent > 0 {
+        io.flush();
+    }
+}
+
 pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     let names: Vec<&str> = ctx.ifaces.iter().map(String::as_str).collect();
     let mut io = match QueueIo::open(&names, ctx.id as u32, &ctx.io) {
@@ -94,6 +131,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     let mut last_report = Instant::now();
     let port_of = |p: usize| if p == 0 { CLIENT } else { SERVER };
     let mut idle_since: Option<Instant> = None;
+    let mut next_tick = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
         // New configuration is picked up between batches only.
         while let Some(m) = ctx.inbox.pop() {
@@ -119,6 +157,10 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         if st.rx > 0 {
             batches += 1;
             let _ = hist.record(t.elapsed().as_nanos() as u64);
+        }
+        if now >= next_tick {
+            next_tick = now + TICK_MS;
+            tick(&mut w, &mut io, one_armed, now);
         }
         if last_report.elapsed() >= Duration::from_millis(500) {
             last_report = Instant::now();

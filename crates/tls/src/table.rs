@@ -23,9 +23,9 @@ pub struct Limits {
     pub capacity: usize,
     /// An entry is freed this long after its first data segment, whatever its state.
     pub lifetime_ms: u64,
-    /// First retransmission timeout of the server's bytes.
+    /// First retransmission timeout of the server's bytes (doubled at each retransmission).
     pub rto_ms: u64,
-    /// Retransmissions before the connection is reset.
+    /// Retransmissions before the connection is reset (at the next timeout).
     pub max_retries: u8,
 }
 
@@ -34,8 +34,14 @@ impl Default for Limits {
         Self {
             capacity: 1024,
             lifetime_ms: 10_000,
+            // RFC 6298 asks 1 s before any RTT sample; the SYN-cookie handshake leaves none
+            // (stateless), but a client reaching a director is a few ms away, and waiting
+            // 1 s costs a visible second: 400 ms is still well above any such RTT and below
+            // Linux's client-side retransmission of the ClientHello (~1 s with no ACK).
+            // 400 + 800 + 1600 ms of retransmissions, then the reset at 6 s: within the
+            // 10 s lifetime, so a silent client's entry goes by its retries.
             rto_ms: 400,
-            max_retries: 4,
+            max_retries: 3,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct Table<K> {
     budget: u32,
     /// Keys to free after a timer sweep (kept allocated).
     doomed: Vec<K>,
+    /// No timer is due before this (ms): [`Table::poll_timers`] costs O(1) until then.
+    due: u64,
     pub stats: Stats,
 }
 
@@ -127,6 +135,7 @@ impl<K: Copy + Eq + Hash> Table<K> {
             next_id: 0,
             budget: u32::MAX,
             doomed: Vec::with_capacity(cap),
+            due: u64::MAX,
             stats: Stats::default(),
         }
     }
@@ -183,6 +192,7 @@ impl<K: Copy + Eq + Hash> Table<K> {
             self.order.push_back((key, self.next_id));
             self.next_id += 1;
             self.map.insert(key, conn);
+            self.due = self.due.min(now.saturating_add(self.limits.lifetime_ms));
             self.stats.opened += 1;
             self.compact();
         }
@@ -206,6 +216,7 @@ impl<K: Copy + Eq + Hash> Table<K> {
                 } else {
                     u64::MAX
                 };
+                self.due = self.due.min(conn.rto_at);
             }
         }
         let out = feed(conn, seg, &mut self.stats, &mut self.budget);
@@ -266,6 +277,7 @@ impl<K: Copy + Eq + Hash> Table<K> {
         let rto = self.limits.rto_ms;
         if let Some(conn) = self.map.get_mut(key) {
             emit_conn(conn, mss.min(usize::from(conn.mss)), max, ack, now, rto, f);
+            self.due = self.due.min(conn.rto_at);
         }
     }
 
@@ -288,10 +300,16 @@ impl<K: Copy + Eq + Hash> Table<K> {
         self.stats.expired += (before - self.map.len()) as u64;
     }
 
-    /// Retransmit what timed out and free what outlived `lifetime_ms` or its retries (a RST
-    /// is sent for those). O(entries): call it every few milliseconds, not per packet.
+    /// Retransmit what timed out (go-back-N: everything unacknowledged again, in segments of
+    /// at most `mss` and the client's MSS) and free what outlived `lifetime_ms` or its
+    /// retries (a RST is sent for those). O(1) while no timer is due, O(entries) when one is:
+    /// call it every few milliseconds, not per packet. Allocates nothing.
     pub fn poll_timers(&mut self, now: u64, mss: usize, mut f: impl FnMut(&K, Segment<'_>)) {
+        if now < self.due {
+            return;
+        }
         let limits = self.limits;
+        let mut due = u64::MAX;
         for (key, conn) in self.map.iter_mut() {
             let expired = now >= conn.born_ms.saturating_add(limits.lifetime_ms);
             let give_up = now >= conn.rto_at && conn.retries >= limits.max_retries;
@@ -310,14 +328,20 @@ impl<K: Copy + Eq + Hash> Table<K> {
                 conn.fin_sent = false;
                 conn.rto_at = u64::MAX;
                 self.stats.retransmits += 1;
+                let mss = mss.min(usize::from(conn.mss));
                 emit_conn(conn, mss, usize::MAX, false, now, conn.rto_ms, |s| {
                     f(key, s)
                 });
+            }
+            if !expired && !give_up {
+                let life = conn.born_ms.saturating_add(limits.lifetime_ms);
+                due = due.min(conn.rto_at).min(life);
             }
         }
         for key in self.doomed.drain(..) {
             self.map.remove(&key);
         }
+        self.due = due;
     }
 
     /// Make room: the oldest live entry still in its handshake goes. False when none is.

@@ -49,6 +49,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 mod batch;
 mod open;
+mod originate;
 mod probe;
 mod wake;
 

@@ -70,7 +70,7 @@ pub mod proto {
 }
 
 /// Source and destination of a packet: the addresses a transport pseudo-header covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IpPair {
     V4 { src: Ipv4Addr, dst: Ipv4Addr },
     V6 { src: Ipv6Addr, dst: Ipv6Addr },

@@ -74,7 +74,15 @@ impl Dispatch<'_> {
             Err(why) => return Verdict::Drop(why),
         };
         if let Some(v) = cx.snap.virtual_at6(ip.dst, t.dport) {
-            let action = cx.snap.virtuals[v as usize].action;
+            let ve = &cx.snap.virtuals[v as usize];
+            let action = ve.action;
+            if ve.tls {
+                // As over IPv4: without certificates, no service.
+                let Some(cfg) = cx.snap.tls.clone() else {
+                    return self.responder.refuse(cx, buf, &t);
+                };
+                return self.responder.respond_tls(cx, buf, &t, action, &cfg);
+            }
             return self.responder.respond(cx, buf, &t, action);
         }
         let Some(r) = cx.snap.dip_at6(ip.dst, t.dport) else {
