@@ -29,6 +29,25 @@ pub(crate) struct Ctx<'a> {
     pub port: Port,
     /// Wall-clock milliseconds.
     pub now: u64,
+    /// The first pass of a two-pass batch ([`crate::Worker::process_first`]): a segment that
+    /// opens a connection to the responder is not answered now but left for the second pass.
+    pub defer_syn: bool,
+    /// Set when this frame was left for the second pass.
+    pub deferred: bool,
+}
+
+impl Ctx<'_> {
+    /// Whether the responder leaves `t` for the batch's second pass: a SYN without ACK (a new
+    /// connection, the whole of a SYN flood) in the first pass. Nothing of the frame has been
+    /// changed or counted when this says yes; the second pass handles it from the start.
+    #[inline]
+    pub(crate) fn defer_syn<I: Net>(&mut self, t: &Tcp<I>) -> bool {
+        if self.defer_syn && t.has(tcp::Flags::SYN) && !t.has(tcp::Flags::ACK) {
+            self.deferred = true;
+            return true;
+        }
+        false
+    }
 }
 
 /// The fixed part of a classified IPv4 frame.

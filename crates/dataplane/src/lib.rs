@@ -43,4 +43,4 @@ pub use counters::{Counters, RealCounters, Reason};
 pub use egress::Verdict;
 pub use nat::{BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS};
 pub use responder::{EXPIRE_EVERY_MS, HANDSHAKES_PER_BATCH, HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig, SYN_ACKS_PER_FULL_BATCH};

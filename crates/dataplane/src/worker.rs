@@ -17,6 +17,11 @@ use std::sync::Arc;
 
 mod v6;
 
+/// SYN-ACKs a worker sends per batch when the batch came in full (it is behind: the receive
+/// ring may hold more): the rest of that batch's SYNs are dropped ([`Reason::SynDeferred`])
+/// after every other frame of the batch was handled. A batch that is not full answers them all.
+pub const SYN_ACKS_PER_FULL_BATCH: usize = 16;
+
 /// What the runtime tells a worker about where it runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -48,6 +53,8 @@ pub struct Worker {
     egress: Egress,
     nat: Nat,
     responder: Responder,
+    /// SYN-ACKs left to the current batch if it is full ([`SYN_ACKS_PER_FULL_BATCH`]).
+    syn_budget: usize,
 }
 
 impl Worker {
@@ -64,6 +71,7 @@ impl Worker {
             egress: Egress::new(cfg.macs),
             nat: Nat::new(cfg.table_key),
             responder: Responder::new(secret, cfg.table_key),
+            syn_budget: SYN_ACKS_PER_FULL_BATCH,
         };
         w.install_with(snap, None);
         w
@@ -142,17 +150,75 @@ impl Worker {
     }
 
     /// A new batch of frames begins: its budget of TLS handshakes
-    /// ([`crate::HANDSHAKES_PER_BATCH`]).
+    /// ([`crate::HANDSHAKES_PER_BATCH`]) and of SYN-ACKs if it is full
+    /// ([`SYN_ACKS_PER_FULL_BATCH`]).
     #[inline]
     pub fn begin_batch(&mut self) {
         self.responder.tls_batch();
+        self.syn_budget = SYN_ACKS_PER_FULL_BATCH;
     }
 
     /// Process one frame received on `port`: the frame is `buf[..len]`; `buf` beyond `len` is
     /// room for a longer reply. `now_ms` is wall-clock milliseconds (directors sharing a cookie
-    /// secret must agree on it within a few seconds).
+    /// secret must agree on it within a few seconds). Every frame is answered here, SYNs too:
+    /// a runtime that handles a batch in two passes calls [`Worker::process_first`] instead.
     pub fn process(&mut self, buf: &mut [u8], len: usize, port: Port, now_ms: u64) -> Verdict {
         self.c.rx += 1;
+        self.run(buf, len, port, now_ms, false)
+            .unwrap_or(Verdict::Drop(Reason::NothingToAnswer))
+    }
+
+    /// The first pass over a batch: as [`Worker::process`], except that a SYN without ACK to
+    /// the responder (a new connection; all of a SYN flood) is neither answered nor changed
+    /// nor counted beyond `rx`: `None`. The runtime keeps such frames (their indices in a
+    /// fixed array) and hands them to [`Worker::process_deferred`] once every other frame of
+    /// the batch was handled, so segments of open connections, DIP traffic and the rest go
+    /// first, and a worker that is behind bounds its SYN-ACKs.
+    pub fn process_first(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        self.c.rx += 1;
+        self.run(buf, len, port, now_ms, true)
+    }
+
+    /// The second pass: a frame [`Worker::process_first`] left (not counted again in `rx`).
+    /// `full`: the batch came in full, i.e. the worker is behind; then only
+    /// [`SYN_ACKS_PER_FULL_BATCH`] of these are answered in the batch (since
+    /// [`Worker::begin_batch`]) and the rest are dropped as [`Reason::SynDeferred`].
+    pub fn process_deferred(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+        full: bool,
+    ) -> Verdict {
+        if full {
+            if self.syn_budget == 0 {
+                self.c.drop(Reason::SynDeferred);
+                return Verdict::Drop(Reason::SynDeferred);
+            }
+            self.syn_budget -= 1;
+        }
+        self.run(buf, len, port, now_ms, false)
+            .unwrap_or(Verdict::Drop(Reason::NothingToAnswer))
+    }
+
+    /// Classify and handle one frame, counting its verdict; `None` (nothing counted) when
+    /// `defer_syn` and it is a SYN left for the second pass.
+    #[inline]
+    fn run(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+        defer_syn: bool,
+    ) -> Option<Verdict> {
         self.responder.take_pending(now_ms);
         let len = len.min(buf.len());
         let mut cx = Ctx {
@@ -161,6 +227,8 @@ impl Worker {
             eg: &self.egress,
             port,
             now: now_ms,
+            defer_syn,
+            deferred: false,
         };
         let mut d = Dispatch {
             nat: &mut self.nat,
@@ -169,12 +237,15 @@ impl Worker {
             one_armed: self.one_armed,
         };
         let v = d.frame(&mut cx, buf, len);
+        if cx.deferred {
+            return None;
+        }
         match v {
             Verdict::Tx { .. } => self.c.tx += 1,
             Verdict::Pass => self.c.pass += 1,
             Verdict::Drop(r) => self.c.drop(r),
         }
-        v
+        Some(v)
     }
 }
 
