@@ -993,15 +993,20 @@ def memory_run(syns, rate, quick, cap_secs):
         time.sleep(0.5)
         synacks = gen_side_count() - c0
         after = rss_kib(p.pid)
+        # detour's own account: SYN-ACKs sent, SYNs deferred past a full batch's budget.
+        st = detour_ctl("show", "statistics")
+        sent_synacks = sum(int(x) for x in re.findall(r"syn-acks (\d+)", st)[:1])
+        syn_deferred = sum(int(x) for x in re.findall(r"syn_deferred (\d+)", st)[:1])
         r = {**f, "syns_target": syns, "syn_rate_offered": rate, "synacks_seen": synacks,
              "rss_before_kib": before, "rss_during_max_kib": max(samples) if samples else before,
              "rss_after_kib": after, "rss_samples": len(samples),
              "redirects_rps_before": rps_before, "redirects_rps_control": rps_control,
-             "redirects_rps_during": rps_during,
+             "redirects_rps_during": rps_during, "detour_syn_acks": sent_synacks, "syn_deferred": syn_deferred,
+             "syn_budget": os.environ.get("DETOUR_SYN_BUDGET", "default"),
              "during_over_before": ratio(rps_during, rps_before), "during_over_control": ratio(rps_during, rps_control)}
         log(f"  RSS before {before} KiB, max during {r['rss_during_max_kib']} KiB, after {after} KiB; "
             f"{f['syns_sent']:,} SYNs in {f['send_secs']:.1f} s ({f['parts']} part(s){', CAPPED' if f['capped'] else ''}), "
-            f"{synacks:,} SYN-ACKs; wrk {rps_before / 1e3:.1f}k/s before, {rps_control / 1e3:.1f}k/s with the generator idle-spinning, "
+            f"{synacks:,} SYN-ACKs ({sent_synacks:,} sent, {syn_deferred:,} SYNs deferred); wrk {rps_before / 1e3:.1f}k/s before, {rps_control / 1e3:.1f}k/s with the generator idle-spinning, "
             f"{rps_during / 1e3:.1f}k/s during (x{r['during_over_before']:.2f} of before)")
         return r
     finally:

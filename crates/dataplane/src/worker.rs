@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 mod v6;
 
-/// SYN-ACKs a worker sends per batch when the batch came in full (it is behind: the receive
-/// ring may hold more): the rest of that batch's SYNs are dropped ([`Reason::SynDeferred`])
-/// after every other frame of the batch was handled. A batch that is not full answers them all.
+/// SYN-ACKs a worker sends per batch, by default, when the batch came in full (it is behind:
+/// the receive ring may hold more): the rest of that batch's SYNs are dropped
+/// ([`Reason::SynDeferred`]) after every other frame of the batch was handled. A batch that is
+/// not full answers them all. [`Worker::set_syn_budget`] changes it.
 pub const SYN_ACKS_PER_FULL_BATCH: usize = 16;
 
 /// What the runtime tells a worker about where it runs.
@@ -53,7 +54,9 @@ pub struct Worker {
     egress: Egress,
     nat: Nat,
     responder: Responder,
-    /// SYN-ACKs left to the current batch if it is full ([`SYN_ACKS_PER_FULL_BATCH`]).
+    /// SYN-ACKs a full batch may send ([`SYN_ACKS_PER_FULL_BATCH`]; `usize::MAX`: no bound),
+    /// and those left to the current batch.
+    syn_budget_per_batch: usize,
     syn_budget: usize,
 }
 
@@ -71,6 +74,7 @@ impl Worker {
             egress: Egress::new(cfg.macs),
             nat: Nat::new(cfg.table_key),
             responder: Responder::new(secret, cfg.table_key),
+            syn_budget_per_batch: SYN_ACKS_PER_FULL_BATCH,
             syn_budget: SYN_ACKS_PER_FULL_BATCH,
         };
         w.install_with(snap, None);
@@ -155,7 +159,13 @@ impl Worker {
     #[inline]
     pub fn begin_batch(&mut self) {
         self.responder.tls_batch();
-        self.syn_budget = SYN_ACKS_PER_FULL_BATCH;
+        self.syn_budget = self.syn_budget_per_batch;
+    }
+
+    /// SYN-ACKs a full batch may send from the next batch on (`None`: no bound, every SYN
+    /// is answered, after the rest of its batch).
+    pub fn set_syn_budget(&mut self, per_full_batch: Option<usize>) {
+        self.syn_budget_per_batch = per_full_batch.unwrap_or(usize::MAX);
     }
 
     /// Process one frame received on `port`: the frame is `buf[..len]`; `buf` beyond `len` is
@@ -186,9 +196,10 @@ impl Worker {
     }
 
     /// The second pass: a frame [`Worker::process_first`] left (not counted again in `rx`).
-    /// `full`: the batch came in full, i.e. the worker is behind; then only
-    /// [`SYN_ACKS_PER_FULL_BATCH`] of these are answered in the batch (since
-    /// [`Worker::begin_batch`]) and the rest are dropped as [`Reason::SynDeferred`].
+    /// `full`: the batch came in full, i.e. the worker is behind; then only the budget
+    /// ([`SYN_ACKS_PER_FULL_BATCH`] unless [`Worker::set_syn_budget`] changed it) of these are
+    /// answered in the batch (since [`Worker::begin_batch`]) and the rest are dropped as
+    /// [`Reason::SynDeferred`].
     pub fn process_deferred(
         &mut self,
         buf: &mut [u8],

@@ -361,3 +361,23 @@ fn only_syns_without_ack_are_deferred() {
     let v = w.process_deferred(&mut buf, bad.len(), port, NOW, false);
     assert_eq!(v, Verdict::Drop(Reason::BadTcpChecksum));
 }
+
+#[test]
+fn the_budget_is_the_operators() {
+    let mut w = worker();
+    let (frames, kinds) = flood_batch(&mut w);
+    let syns = kinds.iter().filter(|&&k| k == 'S' || k == 'N').count();
+    w.set_syn_budget(Some(3));
+    let done = two_passes(&mut w, &frames, true);
+    let answered = done
+        .iter()
+        .filter(|d| matches!(kinds[d.index], 'S' | 'N') && matches!(d.verdict, Verdict::Tx { .. }))
+        .count();
+    assert_eq!(answered, 3);
+    assert_eq!(w.counters().dropped(Reason::SynDeferred), (syns - 3) as u64);
+    // No bound: a full batch answers every SYN, still after the rest.
+    w.set_syn_budget(None);
+    let done = two_passes(&mut w, &frames, true);
+    assert!(done.iter().all(|d| matches!(d.verdict, Verdict::Tx { .. })));
+    assert_eq!(w.counters().dropped(Reason::SynDeferred), (syns - 3) as u64);
+}

@@ -47,6 +47,8 @@ pub struct WorkerCtx {
     pub stop: Arc<AtomicBool>,
     pub reports: Sender<Report>,
     pub idle_spin: Duration,
+    /// SYN-ACKs per full batch (`None`: no bound).
+    pub syn_budget: Option<usize>,
 }
 
 /// A worker's report: plain copies of its counters, indexed like its snapshot's tables.
@@ -89,6 +91,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     crate::privs::drop_all_of_this_thread();
     let one_armed = names.len() == 1;
     let mut w = Worker::new(ctx.cfg, ctx.snap);
+    w.set_syn_budget(ctx.syn_budget);
     let mut hist = new_hist();
     let mut batches = 0u64;
     let mut last_report = Instant::now();
