@@ -98,8 +98,8 @@ enum Cmd {
         /// SYN-ACKs a worker sends per batch when the batch came in full (it is behind, e.g.
         /// under a SYN flood); that batch's other SYNs are dropped (`syn_deferred`) after
         /// everything else in it was served. 0: no bound.
-        #[arg(long, env = "DETOUR_SYN_BUDGET", default_value_t = detour_dataplane::SYN_ACKS_PER_FULL_BATCH)]
-        syn_budget: usize,
+        #[arg(long, env = "DETOUR_SYN_BUDGET", default_value_t = detour_dataplane::SYN_ACKS_PER_FULL_BATCH as u16)]
+        syn_budget: u16,
         /// Seconds between live summary lines.
         #[arg(long, default_value_t = 5)]
         summary_secs: u64,
@@ -233,7 +233,7 @@ fn main() -> ExitCode {
             let plan = run::Plan {
                 config_path: config.clone(),
                 idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
-                syn_budget: (syn_budget > 0).then_some(syn_budget),
+                syn_budget: (syn_budget > 0).then_some(usize::from(syn_budget)),
                 ctl_socket,
                 ctl_mode,
                 model,
