@@ -25,13 +25,15 @@ import subprocess
 import sys
 import time
 
+import bench_scaling
 import bench_tls
 import probes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = "/tmp/detour-bench"
 PERF = os.path.join(ROOT, "target/release/detour-perf")
-DETOUR = os.path.join(ROOT, "target/release/detour")
+# $DETOUR_BIN: another build of detour (e.g. a before/after comparison in one session).
+DETOUR = os.environ.get("DETOUR_BIN") or os.path.join(ROOT, "target/release/detour")
 
 NS_GEN, NS_MID, NS_SINK = "dtb-gen", "dtb-mid", "dtb-sink"
 NAMESPACES = [NS_GEN, NS_MID, NS_SINK]
@@ -98,16 +100,18 @@ def teardown():
         subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
 
 
-def setup():
+def setup(queues=1):
+    """The topology; `queues` > 1: every veth with that many queues (bench_scaling.py)."""
     teardown()
+    mq = ["numtxqueues", str(queues), "numrxqueues", str(queues)] if queues > 1 else []
     os.makedirs(WORK, exist_ok=True)
     for ns in NAMESPACES:
         sh(["ip", "netns", "add", ns])
         sh(["ip", "link", "set", "lo", "up"], ns=ns)
-    sh(["ip", "link", "add", G0, "netns", NS_GEN, "address", MAC[G0], "type", "veth",
-        "peer", M0, "netns", NS_MID, "address", MAC[M0]])
-    sh(["ip", "link", "add", M1, "netns", NS_MID, "address", MAC[M1], "type", "veth",
-        "peer", S0, "netns", NS_SINK, "address", MAC[S0]])
+    sh(["ip", "link", "add", G0, "netns", NS_GEN, "address", MAC[G0]] + mq + ["type", "veth",
+        "peer", M0, "netns", NS_MID, "address", MAC[M0]] + mq)
+    sh(["ip", "link", "add", M1, "netns", NS_MID, "address", MAC[M1]] + mq + ["type", "veth",
+        "peer", S0, "netns", NS_SINK, "address", MAC[S0]] + mq)
     sh(["ip", "addr", "add", f"{GEN_IP}/24", "dev", G0], ns=NS_GEN)
     sh(["ip", "addr", "add", f"{MID_IP0}/24", "dev", M0], ns=NS_MID)
     sh(["ip", "addr", "add", f"{MID_IP1}/24", "dev", M1], ns=NS_MID)
@@ -131,8 +135,9 @@ def setup():
     sh(["ethtool", "-K", G0, "tx", "off"], ns=NS_GEN)
     sh(["ethtool", "-K", S0, "tx", "off"], ns=NS_SINK)
     # RPS: the generator's and the sink's receive work on CPU0.
-    write_sysfs(NS_GEN, f"/sys/class/net/{G0}/queues/rx-0/rps_cpus", "1")
-    write_sysfs(NS_SINK, f"/sys/class/net/{S0}/queues/rx-0/rps_cpus", "1")
+    for q in range(queues):
+        write_sysfs(NS_GEN, f"/sys/class/net/{G0}/queues/rx-{q}/rps_cpus", "1")
+        write_sysfs(NS_SINK, f"/sys/class/net/{S0}/queues/rx-{q}/rps_cpus", "1")
     # Sink: count and drop at netdev ingress (as ../shared/baselines/sink.nft).
     nft(NS_SINK, f"""table netdev dtb_sink {{
   chain in {{
@@ -749,7 +754,7 @@ def batch_at_load(sat_pps, basis, secs):
 
 # ---------------------------------------------------------------- the runs
 
-SECTIONS = ("search", "latency", "redirect", "memory", "tls")
+SECTIONS = ("search", "latency", "redirect", "memory", "tls", "scaling")
 
 
 def forwarding_runs(cfg, results, sections):
@@ -851,7 +856,7 @@ def main():
         "lat_samples_per_s": LAT_SAMPLES_PER_S, "batch_secs": batch_secs, "flood_cap_secs": flood_cap_secs,
         "git": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).strip(),
         "command": "scripts/bench.sh " + " ".join(sys.argv[1:]),
-        "rt": RT, "coalesce": COALESCE,
+        "rt": RT, "coalesce": COALESCE, "detour_bin": DETOUR,
     }
     for k, cmd in (("nginx", ["nginx", "-v"]), ("haproxy", ["haproxy", "-v"]), ("wrk", ["wrk", "-v"])):
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -894,6 +899,10 @@ def main():
         if "memory" in sections:
             log(f"memory: detour RSS through a {flood_syns:,}-SYN flood at {flood_rate / 1e6:.1f} Mpps with wrk running")
             results["memory"] = memory_run(flood_syns, flood_rate, quick, flood_cap_secs)
+        if "scaling" in sections:
+            for run in range(runs):
+                log(f"run {run + 1}/{runs}: scaling, detour with one and two workers (two-queue veths)")
+                results.setdefault("scaling", []).append(bench_scaling.run(fwd_cfg, req_cfg))
     finally:
         log("tearing down")
         teardown()
@@ -984,15 +993,20 @@ def memory_run(syns, rate, quick, cap_secs):
         time.sleep(0.5)
         synacks = gen_side_count() - c0
         after = rss_kib(p.pid)
+        # detour's own account: SYN-ACKs sent, SYNs deferred past a full batch's budget.
+        st = detour_ctl("show", "statistics")
+        sent_synacks = sum(int(x) for x in re.findall(r"syn-acks (\d+)", st)[:1])
+        syn_deferred = sum(int(x) for x in re.findall(r"syn_deferred (\d+)", st)[:1])
         r = {**f, "syns_target": syns, "syn_rate_offered": rate, "synacks_seen": synacks,
              "rss_before_kib": before, "rss_during_max_kib": max(samples) if samples else before,
              "rss_after_kib": after, "rss_samples": len(samples),
              "redirects_rps_before": rps_before, "redirects_rps_control": rps_control,
-             "redirects_rps_during": rps_during,
+             "redirects_rps_during": rps_during, "detour_syn_acks": sent_synacks, "syn_deferred": syn_deferred,
+             "syn_budget": os.environ.get("DETOUR_SYN_BUDGET", "default"),
              "during_over_before": ratio(rps_during, rps_before), "during_over_control": ratio(rps_during, rps_control)}
         log(f"  RSS before {before} KiB, max during {r['rss_during_max_kib']} KiB, after {after} KiB; "
             f"{f['syns_sent']:,} SYNs in {f['send_secs']:.1f} s ({f['parts']} part(s){', CAPPED' if f['capped'] else ''}), "
-            f"{synacks:,} SYN-ACKs; wrk {rps_before / 1e3:.1f}k/s before, {rps_control / 1e3:.1f}k/s with the generator idle-spinning, "
+            f"{synacks:,} SYN-ACKs ({sent_synacks:,} sent, {syn_deferred:,} SYNs deferred); wrk {rps_before / 1e3:.1f}k/s before, {rps_control / 1e3:.1f}k/s with the generator idle-spinning, "
             f"{rps_during / 1e3:.1f}k/s during (x{r['during_over_before']:.2f} of before)")
         return r
     finally:
@@ -1299,6 +1313,7 @@ def report(meta, results, outdir):
                       met(mem["during_over_before"] >= 0.9)))
 
     body += bench_tls.report(results, summary, heads)  # perf/bench_tls.py
+    body += bench_scaling.report(results, heads)  # perf/bench_scaling.py
     svg = plot(results, stem)
     if svg:
         write(os.path.join(outdir, stem + ".svg"), svg)

@@ -61,10 +61,15 @@ pub enum Reason {
     /// IPv6 header malformed (version, length), or an extension-header chain that is
     /// malformed, truncated or longer than the walk's bounds.
     BadIpv6,
+    /// A SYN to the responder past the budget of SYN-ACKs of a batch that came in full (the
+    /// worker is behind: a SYN flood, or more work than it keeps up with); dropped unanswered,
+    /// after every other segment of the batch was served, so connections already open finish
+    /// first. The client sends the SYN again. See [`crate::SYN_ACKS_PER_FULL_BATCH`].
+    SynDeferred,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Runt,
         Reason::BadIpv4,
         Reason::Fragment,
@@ -87,6 +92,7 @@ impl Reason {
         Reason::TlsDeferred,
         Reason::TlsFull,
         Reason::BadIpv6,
+        Reason::SynDeferred,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -114,6 +120,7 @@ impl Reason {
             Reason::TlsDeferred => "tls_deferred",
             Reason::TlsFull => "tls_full",
             Reason::BadIpv6 => "bad_ipv6",
+            Reason::SynDeferred => "syn_deferred",
         }
     }
 }

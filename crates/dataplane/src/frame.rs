@@ -9,7 +9,7 @@
 use crate::cookie::CookieAddr;
 use crate::counters::{Counters, Reason};
 use crate::csum;
-use crate::egress::Egress;
+use crate::egress::{Egress, Verdict};
 use crate::wire::{ethernet, ipv4, tcp, IpPair};
 use crate::Port;
 use detour_config::Snapshot;
@@ -29,6 +29,41 @@ pub(crate) struct Ctx<'a> {
     pub port: Port,
     /// Wall-clock milliseconds.
     pub now: u64,
+    /// The first pass of a two-pass batch ([`crate::Worker::process_first`]): a segment that
+    /// opens a connection to the responder (a SYN, or a ClientHello past the batch's handshake
+    /// budget) is not answered now but left for the second pass.
+    pub defer_syn: bool,
+    /// Set when this frame was left for the second pass.
+    pub deferred: bool,
+    /// The second pass of a batch that came in full: SYNs spend `syn_budget`.
+    pub second_full: bool,
+    /// SYN-ACKs the current full batch may still send.
+    pub syn_budget: &'a mut usize,
+}
+
+impl Ctx<'_> {
+    /// What becomes of a SYN without ACK (a new connection; the whole of a SYN flood) before
+    /// the responder handles it: in the first pass it is left for the second (`Some`, and
+    /// nothing of the frame has been changed or counted: the second pass handles it from the
+    /// start); in the second pass of a full batch it spends the batch's SYN budget or, past
+    /// it, is dropped as [`Reason::SynDeferred`]. `None`: handle it now.
+    #[inline]
+    pub(crate) fn hold_syn<I: Net>(&mut self, t: &Tcp<I>) -> Option<Verdict> {
+        if !t.has(tcp::Flags::SYN) || t.has(tcp::Flags::ACK) {
+            return None;
+        }
+        if self.defer_syn {
+            self.deferred = true;
+            return Some(Verdict::Drop(Reason::NothingToAnswer));
+        }
+        if self.second_full {
+            if *self.syn_budget == 0 {
+                return Some(Verdict::Drop(Reason::SynDeferred));
+            }
+            *self.syn_budget -= 1;
+        }
+        None
+    }
 }
 
 /// The fixed part of a classified IPv4 frame.

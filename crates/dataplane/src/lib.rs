@@ -43,4 +43,4 @@ pub use counters::{Counters, RealCounters, Reason};
 pub use egress::{Originate, Verdict};
 pub use nat::{BACKUP_FLOW_PER_PEER, BACKUP_FLOW_SLOTS};
 pub use responder::{HEAD_PER_PEER, HEAD_SLOTS, MAX_HEAD};
-pub use worker::{Worker, WorkerConfig, TICK_MS};
+pub use worker::{Worker, WorkerConfig, SYN_ACKS_PER_FULL_BATCH, TICK_MS};

@@ -233,6 +233,9 @@ impl Responder {
     /// A segment to an owned address on a port with no service: refuse it as a host would
     /// (RFC 9293 3.10.7.1), so the client is told at once instead of timing out.
     pub(crate) fn refuse<I: Net>(&mut self, cx: &mut Ctx, buf: &mut [u8], t: &Tcp<I>) -> Verdict {
+        if let Some(v) = cx.hold_syn(t) {
+            return v;
+        }
         if !t.checksum_ok(buf) {
             return Verdict::Drop(Reason::BadTcpChecksum);
         }
@@ -257,6 +260,11 @@ impl Responder {
         t: &Tcp<I>,
         action: Action,
     ) -> Verdict {
+        if let Some(v) = cx.hold_syn(t) {
+            // Left for the batch's second pass (the worker does not count that verdict), or
+            // past a full batch's SYN budget.
+            return v;
+        }
         if !t.checksum_ok(buf) {
             return Verdict::Drop(Reason::BadTcpChecksum);
         }

@@ -21,6 +21,12 @@ mod v6;
 /// retransmission timeout (400 ms at first).
 pub const TICK_MS: u64 = 10;
 
+/// SYN-ACKs a worker sends per batch, by default, when the batch came in full (it is behind:
+/// the receive ring may hold more): the rest of that batch's SYNs are dropped
+/// ([`Reason::SynDeferred`]) after every other frame of the batch was handled. A batch that is
+/// not full answers them all. [`Worker::set_syn_budget`] changes it.
+pub const SYN_ACKS_PER_FULL_BATCH: usize = 16;
+
 /// What the runtime tells a worker about where it runs.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -52,6 +58,10 @@ pub struct Worker {
     egress: Egress,
     nat: Nat,
     responder: Responder,
+    /// SYN-ACKs a full batch may send ([`SYN_ACKS_PER_FULL_BATCH`]; `usize::MAX`: no bound),
+    /// and those left to the current batch.
+    syn_budget_per_batch: usize,
+    syn_budget: usize,
 }
 
 impl Worker {
@@ -68,6 +78,8 @@ impl Worker {
             egress: Egress::new(cfg.macs),
             nat: Nat::new(cfg.table_key),
             responder: Responder::new(secret, cfg.table_key),
+            syn_budget_per_batch: SYN_ACKS_PER_FULL_BATCH,
+            syn_budget: SYN_ACKS_PER_FULL_BATCH,
         };
         w.install_with(snap, None);
         w
@@ -145,12 +157,20 @@ impl Worker {
         mine[..n].copy_from_slice(&conns[..n]);
     }
 
-    /// A new batch of frames begins: its budget of TLS handshakes (`tls-handshakes-per-batch`).
+    /// A new batch of frames begins: its budget of TLS handshakes (`tls-handshakes-per-batch`)
+    /// and of SYN-ACKs if it is full ([`SYN_ACKS_PER_FULL_BATCH`]).
     #[inline]
     pub fn begin_batch(&mut self) {
         let n = self.snap.settings.tls_handshakes_per_batch;
         self.responder
             .tls_batch(n.unwrap_or(detour_config::tls::DEFAULT_TLS_HANDSHAKES_PER_BATCH));
+        self.syn_budget = self.syn_budget_per_batch;
+    }
+
+    /// SYN-ACKs a full batch may send from the next batch on (`None`: no bound, every SYN
+    /// is answered, after the rest of its batch).
+    pub fn set_syn_budget(&mut self, per_full_batch: Option<usize>) {
+        self.syn_budget_per_batch = per_full_batch.unwrap_or(usize::MAX);
     }
 
     /// The worker's timers. Call it every [`TICK_MS`] or so from the run loop, whether frames
@@ -165,9 +185,63 @@ impl Worker {
 
     /// Process one frame received on `port`: the frame is `buf[..len]`; `buf` beyond `len` is
     /// room for a longer reply. `now_ms` is wall-clock milliseconds (directors sharing a cookie
-    /// secret must agree on it within a few seconds).
+    /// secret must agree on it within a few seconds). Every frame is answered here, SYNs too:
+    /// a runtime that handles a batch in two passes calls [`Worker::process_first`] instead.
     pub fn process(&mut self, buf: &mut [u8], len: usize, port: Port, now_ms: u64) -> Verdict {
         self.c.rx += 1;
+        self.run(buf, len, port, now_ms, Pass::Only)
+            .unwrap_or(Verdict::Drop(Reason::NothingToAnswer))
+    }
+
+    /// The first pass over a batch: as [`Worker::process`], except that a SYN without ACK to
+    /// the responder (a new connection; all of a SYN flood) is neither answered nor changed
+    /// nor counted beyond `rx`: `None`. The runtime keeps such frames (their indices in a
+    /// fixed array) and hands them to [`Worker::process_deferred`] once every other frame of
+    /// the batch was handled, so segments of open connections, DIP traffic and the rest go
+    /// first, and a worker that is behind bounds its SYN-ACKs.
+    pub fn process_first(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+    ) -> Option<Verdict> {
+        self.c.rx += 1;
+        self.run(buf, len, port, now_ms, Pass::First)
+    }
+
+    /// The second pass: a frame [`Worker::process_first`] left (not counted again in `rx`).
+    /// `full`: the batch came in full, i.e. the worker is behind; then only the budget
+    /// ([`SYN_ACKS_PER_FULL_BATCH`] unless [`Worker::set_syn_budget`] changed it) of these are
+    /// answered in the batch (since [`Worker::begin_batch`]) and the rest are dropped as
+    /// [`Reason::SynDeferred`].
+    pub fn process_deferred(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+        full: bool,
+    ) -> Verdict {
+        if !full {
+            // Not behind: every handshake left by the first pass is made now.
+            self.responder.tls_batch(u32::MAX);
+        }
+        self.run(buf, len, port, now_ms, Pass::Second { full })
+            .unwrap_or(Verdict::Drop(Reason::NothingToAnswer))
+    }
+
+    /// Classify and handle one frame, counting its verdict; `None` (nothing counted) when, in
+    /// the first pass, it is left for the second.
+    #[inline]
+    fn run(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        port: Port,
+        now_ms: u64,
+        pass: Pass,
+    ) -> Option<Verdict> {
         self.responder.take_pending(now_ms);
         let len = len.min(buf.len());
         let mut cx = Ctx {
@@ -176,6 +250,10 @@ impl Worker {
             eg: &self.egress,
             port,
             now: now_ms,
+            defer_syn: pass == Pass::First,
+            deferred: false,
+            second_full: pass == Pass::Second { full: true },
+            syn_budget: &mut self.syn_budget,
         };
         let mut d = Dispatch {
             nat: &mut self.nat,
@@ -184,13 +262,24 @@ impl Worker {
             one_armed: self.one_armed,
         };
         let v = d.frame(&mut cx, buf, len);
+        if cx.deferred {
+            return None;
+        }
         match v {
             Verdict::Tx { .. } => self.c.tx += 1,
             Verdict::Pass => self.c.pass += 1,
             Verdict::Drop(r) => self.c.drop(r),
         }
-        v
+        Some(v)
     }
+}
+
+/// Which pass over a batch a frame is in ([`Worker::process`]: the only one).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Only,
+    First,
+    Second { full: bool },
 }
 
 /// The classifier: which capability a frame is for.

@@ -1,5 +1,6 @@
-//! The worker's timers over a real TLS 1.3 handshake (a rustls client on the other side of
-//! the frames): a server flight lost on the way is sent again by [`Worker::tick`] alone,
+//! The worker's timers and handshake budget over a real TLS 1.3 handshake (a rustls client
+//! on the other side of the frames): ClientHellos past a batch's budget wait for its second
+//! pass, which makes them unless the batch came in full; a server flight lost on the way is sent again by [`Worker::tick`] alone,
 //! byte for byte, with a doubling timeout, in frames of its own (addressed and checksummed
 //! like any reply), and a client that never answers has its entry reset, freed and counted;
 //! a flight that is acknowledged is never sent again.
@@ -78,9 +79,9 @@ impl Originate for Wire {
     }
 }
 
-/// A TCP handshake with the VIP's TLS port, then the client's ClientHello. Returns the
-/// ClientHello segment and the worker's answer (the first segment of its flight).
-fn hello(w: &mut Worker, c: &mut ClientConnection, sport: u16) -> (Seg, TcpView) {
+/// A TCP handshake with the VIP's TLS port; the segment that carries the client's
+/// ClientHello next (not yet sent to the worker).
+fn hello_segment(w: &mut Worker, c: &mut ClientConnection, sport: u16) -> Seg {
     let mut syn = Seg::from_client(VIP, 443).syn();
     syn.sport = sport;
     let (v, out) = run(w, &syn.tcp(), CLIENT);
@@ -94,6 +95,13 @@ fn hello(w: &mut Worker, c: &mut ClientConnection, sport: u16) -> (Seg, TcpView)
         .with_payload(&ch);
     seg.sport = sport;
     seg.psh = true;
+    seg
+}
+
+/// A TCP handshake with the VIP's TLS port, then the client's ClientHello. Returns the
+/// ClientHello segment and the worker's answer (the first segment of its flight).
+fn hello(w: &mut Worker, c: &mut ClientConnection, sport: u16) -> (Seg, TcpView) {
+    let seg = hello_segment(w, c, sport);
     let (v, out) = run(w, &seg.tcp(), CLIENT);
     assert!(matches!(v, Verdict::Tx { port: CLIENT, .. }), "{v:?}");
     let first = tcp_view(&out).unwrap();
@@ -220,4 +228,53 @@ fn an_acknowledged_flight_is_never_sent_again() {
         (cn.tls_handshakes, cn.tls_answered, cn.redirects),
         (1, 1, 1)
     );
+}
+
+#[test]
+fn hellos_past_the_budget_are_made_in_the_second_pass_unless_the_batch_is_full() {
+    for full in [false, true] {
+        let mut w = tls_worker(); // tls-handshakes-per-batch: the default, 1
+        let segs: Vec<Vec<u8>> = (0..3)
+            .map(|i| hello_segment(&mut w, &mut client(), 40100 + i).tcp())
+            .collect();
+        w.begin_batch();
+        let mut bufs: Vec<Vec<u8>> = segs
+            .iter()
+            .map(|f| {
+                let mut b = vec![0u8; BUF];
+                b[..f.len()].copy_from_slice(f);
+                b
+            })
+            .collect();
+        // The first pass makes one handshake and leaves the other two, counting nothing.
+        let first: Vec<Option<Verdict>> = bufs
+            .iter_mut()
+            .zip(&segs)
+            .map(|(b, f)| w.process_first(b, f.len(), CLIENT, NOW_MS))
+            .collect();
+        assert!(
+            matches!(first[0], Some(Verdict::Tx { port: CLIENT, .. })),
+            "{first:?}"
+        );
+        assert!(first[1].is_none() && first[2].is_none(), "{first:?}");
+        assert_eq!(
+            w.counters().dropped(detour_dataplane::Reason::TlsDeferred),
+            0
+        );
+        for (b, f) in bufs.iter_mut().zip(&segs).skip(1) {
+            let v = w.process_deferred(b, f.len(), CLIENT, NOW_MS, full);
+            if full {
+                // Behind: the budget holds; the client will send its hello again.
+                assert_eq!(v, Verdict::Drop(detour_dataplane::Reason::TlsDeferred));
+            } else {
+                assert!(matches!(v, Verdict::Tx { port: CLIENT, .. }), "{v:?}");
+                let Verdict::Tx { len, .. } = v else {
+                    unreachable!()
+                };
+                assert!(!tcp_view(&b[..len]).unwrap().payload.is_empty(), "a flight");
+            }
+        }
+        let deferred = w.counters().dropped(detour_dataplane::Reason::TlsDeferred);
+        assert_eq!(deferred, if full { 2 } else { 0 }, "full {full}");
+    }
 }

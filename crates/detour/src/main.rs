@@ -95,6 +95,11 @@ enum Cmd {
         /// and the workers sleep in poll() as without it.
         #[arg(long)]
         busy_poll_us: Option<u32>,
+        /// SYN-ACKs a worker sends per batch when the batch came in full (it is behind, e.g.
+        /// under a SYN flood); that batch's other SYNs are dropped (`syn_deferred`) after
+        /// everything else in it was served. 0: no bound.
+        #[arg(long, env = "DETOUR_SYN_BUDGET", default_value_t = detour_dataplane::SYN_ACKS_PER_FULL_BATCH as u16)]
+        syn_budget: u16,
         /// Seconds between live summary lines.
         #[arg(long, default_value_t = 5)]
         summary_secs: u64,
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
             batch,
             idle_spin_us,
             busy_poll_us,
+            syn_budget,
             summary_secs,
             duration_secs,
             ctl_socket,
@@ -227,6 +233,7 @@ fn main() -> ExitCode {
             let plan = run::Plan {
                 config_path: config.clone(),
                 idle_spin: Duration::from_micros(idle_spin_us.min(1_000_000)),
+                syn_budget: (syn_budget > 0).then_some(usize::from(syn_budget)),
                 ctl_socket,
                 ctl_mode,
                 model,

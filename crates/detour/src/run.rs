@@ -47,6 +47,8 @@ pub struct Plan {
     pub ctl_mode: u32,
     /// How long a worker keeps polling its rings after an empty batch before sleeping.
     pub idle_spin: Duration,
+    /// SYN-ACKs per full batch (`None`: no bound).
+    pub syn_budget: Option<usize>,
     /// Announce what can be served through this TUN device's routes in this table.
     pub announce: Option<(String, u32)>,
     /// After SIGTERM/SIGINT: withdraw the announcements, keep serving this long, then stop.
@@ -192,6 +194,7 @@ fn start_workers(
             stop: stop.clone(),
             reports: report_tx.clone(),
             idle_spin: plan.idle_spin,
+            syn_budget: plan.syn_budget,
         };
         let start_tx = start_tx.clone();
         let h = std::thread::Builder::new()

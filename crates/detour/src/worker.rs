@@ -11,7 +11,7 @@ use detour_config::Snapshot;
 use detour_control::stats::new_hist;
 use detour_control::Report;
 use detour_dataplane::{Originate, Verdict, Worker, WorkerConfig, CLIENT, SERVER, TICK_MS};
-use detour_xsk::io::{IoConfig, Mode, Out, QueueIo};
+use detour_xsk::io::{IoConfig, Mode, Out, Pass, QueueIo};
 use detour_xsk::stats as xsk_stats;
 use hdrhistogram::Histogram;
 use std::os::fd::RawFd;
@@ -48,6 +48,8 @@ pub struct WorkerCtx {
     pub stop: Arc<AtomicBool>,
     pub reports: Sender<Report>,
     pub idle_spin: Duration,
+    /// SYN-ACKs per full batch (`None`: no bound).
+    pub syn_budget: Option<usize>,
 }
 
 /// A worker's report: plain copies of its counters, indexed like its snapshot's tables.
@@ -126,6 +128,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
     crate::privs::drop_all_of_this_thread();
     let one_armed = names.len() == 1;
     let mut w = Worker::new(ctx.cfg, ctx.snap);
+    w.set_syn_budget(ctx.syn_budget);
     let mut hist = new_hist();
     let mut batches = 0u64;
     let mut last_report = Instant::now();
@@ -147,12 +150,21 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
         let t = Instant::now();
         let now = now_ms();
         w.begin_batch();
-        let st = io.run_batch(|buf, len, p| match w.process(buf, len, port_of(p), now) {
-            Verdict::Tx { port, len } => Out::Tx {
-                port: if one_armed || port == CLIENT { 0 } else { 1 },
-                len,
-            },
-            Verdict::Drop(_) | Verdict::Pass => Out::Drop,
+        // Two passes: SYNs to the responder after everything else of the batch, and only
+        // SYN_ACKS_PER_FULL_BATCH of them when the batch came in full.
+        let st = io.run_batch_in_two(|buf, len, p, pass| {
+            let v = match pass {
+                Pass::First => w.process_first(buf, len, port_of(p), now),
+                Pass::Second { full } => Some(w.process_deferred(buf, len, port_of(p), now, full)),
+            };
+            match v {
+                None => Out::Defer,
+                Some(Verdict::Tx { port, len }) => Out::Tx {
+                    port: if one_armed || port == CLIENT { 0 } else { 1 },
+                    len,
+                },
+                Some(Verdict::Drop(_) | Verdict::Pass) => Out::Drop,
+            }
         });
         if st.rx > 0 {
             batches += 1;

@@ -177,6 +177,17 @@ pub enum Out {
     Tx { port: usize, len: usize },
     /// Recycle the frame.
     Drop,
+    /// Keep the frame for the batch's second pass ([`QueueIo::run_batch_in_two`]).
+    Defer,
+}
+
+/// Which call of [`QueueIo::run_batch_in_two`] a frame is at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Every frame of the batch, in the order received.
+    First,
+    /// The frames the first pass deferred; `full`: some port gave a whole batch.
+    Second { full: bool },
 }
 
 /// What one [`QueueIo::run_batch`] did. `rx == tx + dropped + tx_ring_full`.
@@ -256,6 +267,9 @@ pub struct QueueIo {
     tx_stage: Vec<Vec<FrameDesc>>,
     /// Free tx ring slots of each port at the start of the current batch.
     tx_room: Vec<usize>,
+    /// Frames of the current batch left for its second pass (port, length, frame); capacity
+    /// `batch * ports`, so pushing never reallocates.
+    deferred: Vec<(usize, usize, FrameDesc)>,
     pollfds: Vec<libc::pollfd>,
     kick_errors: u64,
     /// Busy polling in force, or why it was refused (`None`: not asked for).

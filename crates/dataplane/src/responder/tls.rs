@@ -202,6 +202,13 @@ impl Responder {
         };
         let before = self.tls.stats;
         let outcome = self.tls.on_segment(k, seg, cx.now, open);
+        if matches!(outcome, Outcome::Deferred) && cx.defer_syn {
+            // Past this batch's handshake budget in its first pass: left for the second,
+            // which makes it unless the batch came in full (nothing counted yet).
+            self.tls.stats.deferred = before.deferred;
+            cx.deferred = true;
+            return Verdict::Drop(Reason::TlsDeferred);
+        }
         self.count_tls(cx, before);
         match outcome {
             Outcome::Unknown | Outcome::Freed => Verdict::Drop(Reason::NothingToAnswer),

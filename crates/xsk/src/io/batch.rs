@@ -1,6 +1,7 @@
 //! The rings of one batch: receive, hand each frame to the caller, stage and produce the
 //! transmits, reap completions into the free pool and top up the fill rings (the frame
-//! accounting of the parent module holds between two calls of [`QueueIo::run_batch`]).
+//! accounting of the parent module holds between two calls of [`QueueIo::run_batch`]); a
+//! batch in two passes ([`QueueIo::run_batch_in_two`]) keeps the frames the first defers.
 
 use super::*;
 
@@ -13,8 +14,26 @@ impl QueueIo {
     /// mode once per 32 queued frames, bounded), reap completions into the free pool, and
     /// refill every fill ring from the pool. No allocation, no syscall but those wakeups (and,
     /// with busy polling in force, one `recvfrom` per port first, which runs its queue's NAPI).
-    /// A frame for a full tx ring is dropped and counted in `tx_ring_full`.
+    /// A frame for a full tx ring is dropped and counted in `tx_ring_full`. [`Out::Defer`] is
+    /// a drop here; see [`QueueIo::run_batch_in_two`].
     pub fn run_batch(&mut self, mut f: impl FnMut(&mut [u8], usize, usize) -> Out) -> BatchStats {
+        self.run_batch_in_two(|buf, len, port, pass| match pass {
+            Pass::First => f(buf, len, port),
+            Pass::Second { .. } => Out::Drop,
+        })
+    }
+
+    /// As [`QueueIo::run_batch`], in two passes: `f(frame_buf, len, port, Pass::First)` for
+    /// every frame received; a frame it answers [`Out::Defer`] is kept (its descriptor in an
+    /// array sized once for a whole batch) and, after every frame of the batch had its first
+    /// call, handed to `f(.., Pass::Second { full })` in the order received, where `full`
+    /// says whether some port gave a whole batch (its rx ring may hold more: the caller is
+    /// behind). `Out::Defer` in the second pass is a drop. Staging, transmit and accounting
+    /// are as in [`QueueIo::run_batch`].
+    pub fn run_batch_in_two(
+        &mut self,
+        mut f: impl FnMut(&mut [u8], usize, usize, Pass) -> Out,
+    ) -> BatchStats {
         let mut st = BatchStats::default();
         let nports = self.ports.len();
         if self.busy_polling() {
@@ -30,6 +49,7 @@ impl QueueIo {
             *room = port.tx.nb_free(want) as usize;
         }
 
+        let batch = self.batch;
         let Self {
             ports,
             umem,
@@ -37,8 +57,10 @@ impl QueueIo {
             rx_scratch,
             tx_stage,
             tx_room,
+            deferred,
             ..
         } = self;
+        let mut full = false;
         for (p, port) in ports.iter_mut().enumerate() {
             // SAFETY: the descriptors are overwritten with frames of this socket's UMEM
             // (`umem`), which the kernel hands back only after we gave them to its fill ring.
@@ -46,45 +68,30 @@ impl QueueIo {
             debug_assert!(n <= port.in_fill);
             port.in_fill -= n;
             st.rx += n;
+            full |= n == batch;
             for desc in &mut rx_scratch[..n] {
                 let len = desc.lengths().data();
-                let target = {
-                    // SAFETY: `desc` was just consumed from the rx ring of a socket on `umem`,
-                    // so it describes a frame of `umem` that the kernel has finished with and
-                    // that sits in no ring: this is the only reference to its bytes until the
-                    // descriptor is put on a tx ring or back in the pool below.
-                    let mut data = unsafe { umem.data_mut(desc) };
-                    let cap = {
-                        let mut c = data.cursor();
-                        let cap = c.buf_len();
-                        c.set_pos(cap);
-                        cap
-                    };
-                    match f(data.contents_mut(), len.min(cap), p) {
-                        Out::Tx { port: q, len: l }
-                            if q < nports && (ETH_HLEN..=cap).contains(&l) =>
-                        {
-                            data.cursor().set_pos(l);
-                            Some(q)
-                        }
-                        _ => None,
-                    }
-                };
-                match target {
-                    Some(q) if tx_stage[q].len() < tx_room[q] => {
-                        desc.set_options(0);
-                        tx_stage[q].push(*desc);
-                    }
-                    Some(_) => {
-                        st.tx_ring_full += 1;
-                        pool.push(*desc);
-                    }
-                    None => {
-                        st.dropped += 1;
-                        pool.push(*desc);
-                    }
+                // SAFETY: `desc` was just consumed from the rx ring of a socket on `umem`, so
+                // it describes a frame of `umem` that the kernel has finished with and that
+                // sits in no ring: this is the only reference to its bytes until the
+                // descriptor is put on a tx ring, in `deferred` or back in the pool.
+                let out = unsafe { call(umem, desc, len, |b, l| f(b, l, p, Pass::First)) };
+                if out == Out::Defer {
+                    // Room for every frame one batch can receive: never reallocates.
+                    deferred.push((p, len, *desc));
+                    continue;
                 }
+                settle(out, desc, nports, (tx_stage, tx_room, pool), &mut st);
             }
+        }
+        for (p, len, mut desc) in deferred.drain(..) {
+            // SAFETY: as above: a frame of this batch held only in `deferred` until now.
+            let out = unsafe {
+                call(umem, &mut desc, len, |b, l| {
+                    f(b, l, p, Pass::Second { full })
+                })
+            };
+            settle(out, &mut desc, nports, (tx_stage, tx_room, pool), &mut st);
         }
 
         for (port, stage) in ports.iter_mut().zip(tx_stage.iter_mut()) {
@@ -179,6 +186,62 @@ impl QueueIo {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Call `f` on the bytes of the received frame `desc` (`len` long), and set the frame's
+/// length to what `f` answers when it is a transmit (a length outside `14..=capacity` makes
+/// it a drop).
+///
+/// # Safety
+/// `desc` must be a frame of `umem` that no ring and no other descriptor holds.
+unsafe fn call(
+    umem: &Umem,
+    desc: &mut FrameDesc,
+    len: usize,
+    f: impl FnOnce(&mut [u8], usize) -> Out,
+) -> Out {
+    // SAFETY: the caller's contract: the only reference to this frame's bytes.
+    let mut data = unsafe { umem.data_mut(desc) };
+    let cap = {
+        let mut c = data.cursor();
+        let cap = c.buf_len();
+        c.set_pos(cap);
+        cap
+    };
+    match f(data.contents_mut(), len.min(cap)) {
+        Out::Tx { port, len } if (ETH_HLEN..=cap).contains(&len) => {
+            data.cursor().set_pos(len);
+            Out::Tx { port, len }
+        }
+        Out::Tx { .. } => Out::Drop,
+        out => out,
+    }
+}
+
+/// Stage `desc` for its port's tx ring, or put it back in the pool (a drop, a deferral in the
+/// second pass, a bad port or length, a full tx ring), counting it in `st`.
+fn settle(
+    out: Out,
+    desc: &mut FrameDesc,
+    nports: usize,
+    (tx_stage, tx_room, pool): (&mut [Vec<FrameDesc>], &[usize], &mut Vec<FrameDesc>),
+    st: &mut BatchStats,
+) {
+    match out {
+        Out::Tx { port: q, .. } if q < nports => {
+            if tx_stage[q].len() < tx_room[q] {
+                desc.set_options(0);
+                tx_stage[q].push(*desc);
+            } else {
+                st.tx_ring_full += 1;
+                pool.push(*desc);
+            }
+        }
+        _ => {
+            st.dropped += 1;
+            pool.push(*desc);
         }
     }
 }

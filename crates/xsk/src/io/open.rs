@@ -269,6 +269,7 @@ fn try_open(ifaces: &[&str], queue: u32, cfg: &IoConfig, mode: Mode) -> Result<Q
             .map(|_| Vec::with_capacity(batch * nports))
             .collect(),
         tx_room: vec![0; nports],
+        deferred: Vec::with_capacity(batch * nports),
         pollfds: Vec::with_capacity(nports),
         kick_errors: 0,
         busy: None,
