@@ -151,6 +151,17 @@ impl Ip {
         frame.get_mut(self.l4..self.end).unwrap_or(&mut [])
     }
 
+    /// The fixed part (20 bytes) of the IPv4 header of the frame this was parsed from,
+    /// writable, without checking the header again (the parse did); `None` for a buffer too
+    /// short to be that frame.
+    #[inline]
+    pub(crate) fn header_mut<'a>(
+        &self,
+        frame: &'a mut [u8],
+    ) -> Option<&'a mut [u8; ipv4::MIN_HEADER_LEN]> {
+        frame.get_mut(L3..)?.first_chunk_mut()
+    }
+
     /// The IPv4 packet of the frame this was parsed from, writable.
     #[inline]
     pub(crate) fn packet_mut<'a>(&self, frame: &'a mut [u8]) -> Option<ipv4::Packet<&'a mut [u8]>> {

@@ -139,25 +139,30 @@ impl Nat {
         rc.to_real += 1;
         rc.to_real_bytes += ip.len() as u64;
         if to != r {
-            self.remember(cx, ip, p, (I::host(new_ip), new_port));
+            self.remember(cx, ip, p, to);
         }
         cx.c.to_real += 1;
         cx.c.to_real_bytes += ip.len() as u64;
         hop.send(buf, ip.frame_len())
     }
 
-    /// A client's packet went to a backup real (`to`): a SYN opens its flow, any other packet
-    /// only refreshes the flow it belongs to (its DIP stays the one the SYN went to). Out of
-    /// line: only traffic to a failed real's backup comes here, and inlined its key and
-    /// table calls cost every forwarded frame ~30 instructions of spills.
+    /// A client's packet went to a backup real (the snapshot's real `to`): a SYN opens its
+    /// flow, any other packet only refreshes the flow it belongs to (its DIP stays the one
+    /// the SYN went to). Out of line: only traffic to a failed real's backup comes here, and
+    /// inlined its key and table calls cost every forwarded frame ~30 instructions of spills.
+    /// It reads the backup's address again from the snapshot rather than being handed it, so
+    /// that the forward path keeps no address live across the rewrite for it.
     #[inline(never)]
-    fn remember<I: Family>(&mut self, cx: &mut Ctx, ip: &I, p: Ports, to: (Ipv6Addr, u16)) {
+    fn remember<I: Family>(&mut self, cx: &mut Ctx, ip: &I, p: Ports, to: u32) {
+        let Some((b_ip, b_port)) = I::sock(cx.snap.reals[to as usize].addr) else {
+            return;
+        };
         // Keyed by the client first: the table bounds each client's ways per set.
         let key = Key {
             a_ip: I::host(ip.src()),
             a_port: p.sport,
-            b_ip: to.0,
-            b_port: to.1,
+            b_ip: I::host(b_ip),
+            b_port,
         };
         let opens = p.flags.is_some_and(|f| {
             let any = tcp::Flags::SYN

@@ -13,7 +13,7 @@ use crate::counters::Reason;
 use crate::frame::{Ip, Net};
 use crate::frame6::Ip6;
 use crate::wire::quoted::Quoted;
-use crate::wire::{icmpv4, icmpv6, proto, tcp, udp, AddrChange, End, IpPair};
+use crate::wire::{icmpv4, icmpv6, ipv4, proto, tcp, udp, AddrChange, End, IpPair};
 use detour_config::Snapshot;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -192,10 +192,11 @@ impl Family for Ip {
     }
     #[inline]
     fn translate(&self, frame: &mut [u8], end: End, new: Ipv4Addr, ttl: u8) -> bool {
-        let Some(mut p) = self.packet_mut(frame) else {
+        // The parse checked this header: rewritten in place, not checked again.
+        let Some(h) = self.header_mut(frame) else {
             return false;
         };
-        p.translate(end, new, ttl);
+        ipv4::translate_fixed(h, end, new, ttl);
         true
     }
     #[inline]

@@ -186,6 +186,19 @@ impl AddrChange {
             AddrChange::V6 { old, new } => csum::update_bytes(check, &old.octets(), &new.octets()),
         }
     }
+
+    /// The change as [`csum::adjust`] adds it (unfolded for IPv4, folded for IPv6's 16 bytes),
+    /// so that a port's change can join it and the checksum is folded once.
+    #[inline]
+    #[must_use]
+    pub fn delta(&self) -> u32 {
+        match self {
+            AddrChange::V4 { old, new } => csum::delta32(u32::from(*old), u32::from(*new)),
+            AddrChange::V6 { old, new } => {
+                u32::from(!csum::fold(csum::sum(0, &old.octets()))) + csum::sum(0, &new.octets())
+            }
+        }
+    }
 }
 
 /// The contract of every view, over arbitrary bytes: a check either refuses the buffer or

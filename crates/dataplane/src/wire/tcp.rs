@@ -238,8 +238,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let d = self.buffer.as_mut();
         let old = get16(d, at);
         put16(d, at, port);
-        let c = change.apply(get16(d, field::CHECKSUM));
-        put16(d, field::CHECKSUM, csum::update16(c, old, port));
+        // The address's and the port's changes folded in once.
+        let delta = change.delta() + csum::delta16(old, port);
+        put16(
+            d,
+            field::CHECKSUM,
+            csum::adjust(get16(d, field::CHECKSUM), delta),
+        );
     }
 
     /// Set the source port, updating the checksum.

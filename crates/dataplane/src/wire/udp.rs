@@ -110,7 +110,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         put16(d, at, port);
         let c = get16(d, field::CHECKSUM);
         if c != 0 {
-            let c = csum::update16(change.apply(c), old, port);
+            let c = csum::adjust(c, change.delta() + csum::delta16(old, port));
             put16(d, field::CHECKSUM, csum::udp_fix(c));
         }
     }
