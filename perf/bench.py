@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 
+import bench_compare
 import bench_scaling
 import bench_tls
 import probes
@@ -754,7 +755,7 @@ def batch_at_load(sat_pps, basis, secs):
 
 # ---------------------------------------------------------------- the runs
 
-SECTIONS = ("search", "latency", "redirect", "memory", "tls", "scaling")
+SECTIONS = ("search", "latency", "redirect", "memory", "tls", "scaling", "compare")
 
 
 def forwarding_runs(cfg, results, sections):
@@ -811,6 +812,7 @@ def main():
     ap.add_argument("--coalesce", metavar="DEFER,NS",
                     help="the second configuration: napi_defer_hard_irqs DEFER and gro_flush_timeout NS on the "
                          "middle's veths for every middle (e.g. 2,50000); the report gets a -coalesced suffix")
+    ap.add_argument("--before-bin", help="section compare: the other build of detour (perf/bench_compare.py)")
     a = ap.parse_args()
     global RT, COALESCE
     RT = not a.no_rt
@@ -892,6 +894,8 @@ def main():
             if "tls" in sections:  # perf/bench_tls.py
                 log(f"run {run + 1}/{runs}: HTTPS redirects (TLS 1.3), nginx and detour; DIP latency under handshakes")
                 bench_tls.run_once(sys.modules[__name__], bench_tls.cfg_for(quick, a.lat_secs), results)
+            if "compare" in sections:  # perf/bench_compare.py
+                bench_compare.run_once(sys.modules[__name__], a.before_bin, run, fwd_cfg, wrk_secs, one_secs, results)
             if "search" in sections:
                 sat, basis = saturation(results["fwd_detour"][-1])
                 log(f"run {run + 1}/{runs}: batch service time at 0.8x detour's saturation ({basis})")
@@ -1314,6 +1318,7 @@ def report(meta, results, outdir):
 
     body += bench_tls.report(results, summary, heads)  # perf/bench_tls.py
     body += bench_scaling.report(results, heads)  # perf/bench_scaling.py
+    body += bench_compare.report(results, summary, heads)  # perf/bench_compare.py
     svg = plot(results, stem)
     if svg:
         write(os.path.join(outdir, stem + ".svg"), svg)
