@@ -62,6 +62,8 @@ pub struct Worker {
     /// and those left to the current batch.
     syn_budget_per_batch: usize,
     syn_budget: usize,
+    /// The second pass of this batch got its handshake budget.
+    second_budget: bool,
 }
 
 impl Worker {
@@ -80,6 +82,7 @@ impl Worker {
             responder: Responder::new(secret, cfg.table_key),
             syn_budget_per_batch: SYN_ACKS_PER_FULL_BATCH,
             syn_budget: SYN_ACKS_PER_FULL_BATCH,
+            second_budget: false,
         };
         w.install_with(snap, None);
         w
@@ -161,10 +164,15 @@ impl Worker {
     /// and of SYN-ACKs if it is full ([`SYN_ACKS_PER_FULL_BATCH`]).
     #[inline]
     pub fn begin_batch(&mut self) {
-        let n = self.snap.settings.tls_handshakes_per_batch;
-        self.responder
-            .tls_batch(n.unwrap_or(detour_config::tls::DEFAULT_TLS_HANDSHAKES_PER_BATCH));
+        self.responder.tls_batch(self.handshakes_per_batch());
         self.syn_budget = self.syn_budget_per_batch;
+        self.second_budget = false;
+    }
+
+    /// `tls-handshakes-per-batch`, or its default.
+    fn handshakes_per_batch(&self) -> u32 {
+        let n = self.snap.settings.tls_handshakes_per_batch;
+        n.unwrap_or(detour_config::tls::DEFAULT_TLS_HANDSHAKES_PER_BATCH)
     }
 
     /// SYN-ACKs a full batch may send from the next batch on (`None`: no bound, every SYN
@@ -223,9 +231,12 @@ impl Worker {
         now_ms: u64,
         full: bool,
     ) -> Verdict {
-        if !full {
-            // Not behind: every handshake left by the first pass is made now.
-            self.responder.tls_batch(u32::MAX);
+        if !full && !self.second_budget {
+            // Not behind: the ClientHellos the first pass left get one more budget (so a
+            // batch that is not full makes up to twice `tls-handshakes-per-batch`, a full
+            // one only once: what DIP frames wait behind stays bounded under a flood).
+            self.second_budget = true;
+            self.responder.tls_batch(self.handshakes_per_batch());
         }
         self.run(buf, len, port, now_ms, Pass::Second { full })
             .unwrap_or(Verdict::Drop(Reason::NothingToAnswer))

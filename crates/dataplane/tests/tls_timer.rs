@@ -1,6 +1,6 @@
 //! The worker's timers and handshake budget over a real TLS 1.3 handshake (a rustls client
 //! on the other side of the frames): ClientHellos past a batch's budget wait for its second
-//! pass, which makes them unless the batch came in full; a server flight lost on the way is sent again by [`Worker::tick`] alone,
+//! pass, which has a budget of its own unless the batch came in full; a server flight lost on the way is sent again by [`Worker::tick`] alone,
 //! byte for byte, with a doubling timeout, in frames of its own (addressed and checksummed
 //! like any reply), and a client that never answers has its entry reset, freed and counted;
 //! a flight that is acknowledged is never sent again.
@@ -231,7 +231,7 @@ fn an_acknowledged_flight_is_never_sent_again() {
 }
 
 #[test]
-fn hellos_past_the_budget_are_made_in_the_second_pass_unless_the_batch_is_full() {
+fn hellos_past_the_budget_get_a_second_budget_in_the_second_pass_unless_the_batch_is_full() {
     for full in [false, true] {
         let mut w = tls_worker(); // tls-handshakes-per-batch: the default, 1
         let segs: Vec<Vec<u8>> = (0..3)
@@ -261,20 +261,28 @@ fn hellos_past_the_budget_are_made_in_the_second_pass_unless_the_batch_is_full()
             w.counters().dropped(detour_dataplane::Reason::TlsDeferred),
             0
         );
-        for (b, f) in bufs.iter_mut().zip(&segs).skip(1) {
-            let v = w.process_deferred(b, f.len(), CLIENT, NOW_MS, full);
-            if full {
-                // Behind: the budget holds; the client will send its hello again.
-                assert_eq!(v, Verdict::Drop(detour_dataplane::Reason::TlsDeferred));
-            } else {
-                assert!(matches!(v, Verdict::Tx { port: CLIENT, .. }), "{v:?}");
-                let Verdict::Tx { len, .. } = v else {
-                    unreachable!()
-                };
-                assert!(!tcp_view(&b[..len]).unwrap().payload.is_empty(), "a flight");
-            }
+        // The second pass: a batch that is not full makes one more (its second budget) and
+        // defers the third; a full batch (behind) makes none.
+        let second: Vec<Verdict> = bufs
+            .iter_mut()
+            .zip(&segs)
+            .skip(1)
+            .map(|(b, f)| w.process_deferred(b, f.len(), CLIENT, NOW_MS, full))
+            .collect();
+        let deferred = Verdict::Drop(detour_dataplane::Reason::TlsDeferred);
+        if full {
+            assert_eq!(second, [deferred, deferred]);
+        } else {
+            let Verdict::Tx { port: CLIENT, len } = second[0] else {
+                panic!("{second:?}")
+            };
+            assert!(
+                !tcp_view(&bufs[1][..len]).unwrap().payload.is_empty(),
+                "a flight"
+            );
+            assert_eq!(second[1], deferred);
         }
         let deferred = w.counters().dropped(detour_dataplane::Reason::TlsDeferred);
-        assert_eq!(deferred, if full { 2 } else { 0 }, "full {full}");
+        assert_eq!(deferred, if full { 2 } else { 1 }, "full {full}");
     }
 }

@@ -81,15 +81,22 @@ struct Rings<'a> {
 impl Originate for Rings<'_> {
     fn originate(&mut self, write: impl FnOnce(&mut [u8]) -> Verdict) -> bool {
         let one_armed = self.one_armed;
-        let ok = self.io.originate(|buf| match write(buf) {
-            Verdict::Tx { port, len } => Out::Tx {
-                port: if one_armed || port == CLIENT { 0 } else { 1 },
-                len,
-            },
-            Verdict::Drop(_) | Verdict::Pass => Out::Drop,
-        });
+        let ok = self.io.originate(|buf| out(write(buf), one_armed));
         self.sent += usize::from(ok);
         ok
+    }
+}
+
+/// What the rings do with a frame the worker gave `v`: its socket is the client side's (0)
+/// or the server side's (1); one-armed, there is only 0.
+#[inline]
+fn out(v: Verdict, one_armed: bool) -> Out {
+    match v {
+        Verdict::Tx { port, len } => Out::Tx {
+            port: if one_armed || port == CLIENT { 0 } else { 1 },
+            len,
+        },
+        Verdict::Drop(_) | Verdict::Pass => Out::Drop,
     }
 }
 
@@ -157,14 +164,7 @@ pub fn worker_main(ctx: WorkerCtx, started: Sender<Result<Started, String>>) {
                 Pass::First => w.process_first(buf, len, port_of(p), now),
                 Pass::Second { full } => Some(w.process_deferred(buf, len, port_of(p), now, full)),
             };
-            match v {
-                None => Out::Defer,
-                Some(Verdict::Tx { port, len }) => Out::Tx {
-                    port: if one_armed || port == CLIENT { 0 } else { 1 },
-                    len,
-                },
-                Some(Verdict::Drop(_) | Verdict::Pass) => Out::Drop,
-            }
+            v.map_or(Out::Defer, |v| out(v, one_armed))
         });
         if st.rx > 0 {
             batches += 1;
