@@ -202,8 +202,9 @@ impl Worker {
     }
 
     /// The first pass over a batch: as [`Worker::process`], except that a SYN without ACK to
-    /// the responder (a new connection; all of a SYN flood) is neither answered nor changed
-    /// nor counted beyond `rx`: `None`. The runtime keeps such frames (their indices in a
+    /// the responder (a new connection; all of a SYN flood), and a ClientHello past the
+    /// batch's handshake budget, is neither answered nor changed nor counted beyond `rx`:
+    /// `None`. The runtime keeps such frames (their indices in a
     /// fixed array) and hands them to [`Worker::process_deferred`] once every other frame of
     /// the batch was handled, so segments of open connections, DIP traffic and the rest go
     /// first, and a worker that is behind bounds its SYN-ACKs.
@@ -220,9 +221,11 @@ impl Worker {
 
     /// The second pass: a frame [`Worker::process_first`] left (not counted again in `rx`).
     /// `full`: the batch came in full, i.e. the worker is behind; then only the budget
-    /// ([`SYN_ACKS_PER_FULL_BATCH`] unless [`Worker::set_syn_budget`] changed it) of these are
-    /// answered in the batch (since [`Worker::begin_batch`]) and the rest are dropped as
-    /// [`Reason::SynDeferred`].
+    /// ([`SYN_ACKS_PER_FULL_BATCH`] unless [`Worker::set_syn_budget`] changed it) of its SYNs
+    /// are answered in the batch (since [`Worker::begin_batch`]) and the rest are dropped as
+    /// [`Reason::SynDeferred`], and its ClientHellos get no new handshake budget
+    /// ([`Reason::TlsDeferred`]). A batch that is not full answers every SYN and gets one more
+    /// `tls-handshakes-per-batch` for its ClientHellos.
     pub fn process_deferred(
         &mut self,
         buf: &mut [u8],
