@@ -7,7 +7,7 @@
 use crate::counters::{Counters, RealCounters, Reason};
 use crate::egress::{Egress, Originate, Verdict};
 use crate::frame::{Ctx, Ip, Tcp};
-use crate::nat::{Nat, Ports};
+use crate::nat::{Family, Nat, Ports};
 use crate::responder::Responder;
 use crate::wire::{ethernet, ethertype, icmpv4, proto, udp};
 use crate::{local, Port, SERVER};
@@ -373,14 +373,14 @@ impl Dispatch<'_> {
         first == 0 || first == 127 || first >= 224 || snap.owns(src) || self.kernel_owns(src)
     }
 
-    /// Client -> VIP or DIP over TCP: the responder, or the NAT.
+    /// Client -> VIP or DIP over TCP, either family: the responder, or the NAT.
     #[inline]
-    fn tcp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
+    fn tcp_to_owned<I: Family>(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &I) -> Verdict {
         let t = match Tcp::parse(buf, ip) {
             Ok(t) => t,
             Err(why) => return Verdict::Drop(why),
         };
-        if let Some(v) = cx.snap.virtual_at(ip.dst, t.dport) {
+        if let Some(v) = I::virtual_at(cx.snap, ip.dst(), t.dport) {
             let ve = &cx.snap.virtuals[v as usize];
             let action = ve.action;
             if ve.tls {
@@ -392,7 +392,7 @@ impl Dispatch<'_> {
             }
             return self.responder.respond(cx, buf, &t, action);
         }
-        let Some(r) = cx.snap.dip_at(ip.dst, t.dport) else {
+        let Some(r) = I::dip_at(cx.snap, ip.dst(), t.dport) else {
             return self.responder.refuse(cx, buf, &t);
         };
         match cx.snap.reals[r as usize].action {
@@ -408,8 +408,8 @@ impl Dispatch<'_> {
         }
     }
 
-    /// Client -> DIP over UDP: forwarded when the DIP's traffic goes to a real.
-    fn udp_to_owned(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip) -> Verdict {
+    /// Client -> DIP over UDP, either family: forwarded when the DIP's traffic goes to a real.
+    fn udp_to_owned<I: Family>(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &I) -> Verdict {
         let Ok(u) = udp::Packet::new_checked(ip.l4(buf)) else {
             return Verdict::Drop(Reason::BadUdp);
         };
@@ -418,7 +418,7 @@ impl Dispatch<'_> {
             dport: u.dst_port(),
             flags: None,
         };
-        let Some(r) = cx.snap.dip_at(ip.dst, p.dport) else {
+        let Some(r) = I::dip_at(cx.snap, ip.dst(), p.dport) else {
             return Verdict::Drop(Reason::NoService);
         };
         match cx.snap.reals[r as usize].action {

@@ -51,6 +51,7 @@ pub(crate) trait Family: Net {
     fn sock(a: SocketAddr) -> Option<(Self::A, u16)>;
     fn real_at(snap: &Snapshot, a: Self::A, port: u16) -> Option<u32>;
     fn dip_at(snap: &Snapshot, a: Self::A, port: u16) -> Option<u32>;
+    fn virtual_at(snap: &Snapshot, a: Self::A, port: u16) -> Option<u32>;
     fn is_real_ip(snap: &Snapshot, a: Self::A) -> bool;
 
     /// Set one end's address to `new` and the TTL (hop limit) to `ttl` in the IP header.
@@ -185,6 +186,10 @@ impl Family for Ip {
     #[inline]
     fn dip_at(snap: &Snapshot, a: Ipv4Addr, port: u16) -> Option<u32> {
         snap.dip_at(a, port)
+    }
+    #[inline]
+    fn virtual_at(snap: &Snapshot, a: Ipv4Addr, port: u16) -> Option<u32> {
+        snap.virtual_at(a, port)
     }
     #[inline]
     fn is_real_ip(snap: &Snapshot, a: Ipv4Addr) -> bool {
@@ -323,6 +328,10 @@ impl Family for Ip6 {
     #[inline]
     fn dip_at(snap: &Snapshot, a: Ipv6Addr, port: u16) -> Option<u32> {
         snap.dip_at6(a, port)
+    }
+    #[inline]
+    fn virtual_at(snap: &Snapshot, a: Ipv6Addr, port: u16) -> Option<u32> {
+        snap.virtual_at6(a, port)
     }
     #[inline]
     fn is_real_ip(snap: &Snapshot, a: Ipv6Addr) -> bool {

@@ -7,12 +7,11 @@
 use super::Dispatch;
 use crate::counters::Reason;
 use crate::egress::Verdict;
-use crate::frame::{Ctx, Net, Tcp, L3};
+use crate::frame::{Ctx, Net, L3};
 use crate::frame6::Ip6;
-use crate::nat::Ports;
-use crate::wire::{icmpv6, ipv6, proto, udp};
+use crate::wire::{icmpv6, ipv6, proto};
 use crate::{local6, SERVER};
-use detour_config::{Action, Snapshot};
+use detour_config::Snapshot;
 use std::net::Ipv6Addr;
 
 impl Dispatch<'_> {
@@ -58,64 +57,10 @@ impl Dispatch<'_> {
             return Verdict::Drop(Reason::Martian);
         }
         match ip.proto {
-            proto::TCP => self.tcp_to_owned6(cx, buf, ip),
-            proto::UDP => self.udp_to_owned6(cx, buf, ip),
+            proto::TCP => self.tcp_to_owned(cx, buf, ip),
+            proto::UDP => self.udp_to_owned(cx, buf, ip),
             proto::ICMPV6 if is_error(buf, ip) => self.nat.icmp_to_dip(cx, buf, ip),
             proto::ICMPV6 => local6::icmp(cx, buf, ip),
-            _ => Verdict::Drop(Reason::NoService),
-        }
-    }
-
-    /// Client -> VIP or DIP over TCP: the responder (a DIP's forwarding over IPv6 is the NAT's).
-    #[inline]
-    fn tcp_to_owned6(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip6) -> Verdict {
-        let t = match Tcp::parse(buf, ip) {
-            Ok(t) => t,
-            Err(why) => return Verdict::Drop(why),
-        };
-        if let Some(v) = cx.snap.virtual_at6(ip.dst, t.dport) {
-            let ve = &cx.snap.virtuals[v as usize];
-            let action = ve.action;
-            if ve.tls {
-                // As over IPv4: without certificates, no service.
-                let Some(cfg) = cx.snap.tls.clone() else {
-                    return self.responder.refuse(cx, buf, &t);
-                };
-                return self.responder.respond_tls(cx, buf, &t, action, &cfg);
-            }
-            return self.responder.respond(cx, buf, &t, action);
-        }
-        let Some(r) = cx.snap.dip_at6(ip.dst, t.dport) else {
-            return self.responder.refuse(cx, buf, &t);
-        };
-        match cx.snap.reals[r as usize].action {
-            Action::Forward(to) => {
-                let p = Ports {
-                    sport: t.sport,
-                    dport: t.dport,
-                    flags: Some(t.flags),
-                };
-                self.nat.forward(cx, buf, ip, p, (r, to))
-            }
-            a => self.responder.respond(cx, buf, &t, a),
-        }
-    }
-
-    /// Client -> DIP over UDP: forwarded when the DIP's traffic goes to a real.
-    fn udp_to_owned6(&mut self, cx: &mut Ctx, buf: &mut [u8], ip: &Ip6) -> Verdict {
-        let Ok(u) = udp::Packet::new_checked(ip.l4(buf)) else {
-            return Verdict::Drop(Reason::BadUdp);
-        };
-        let p = Ports {
-            sport: u.src_port(),
-            dport: u.dst_port(),
-            flags: None,
-        };
-        let Some(r) = cx.snap.dip_at6(ip.dst, p.dport) else {
-            return Verdict::Drop(Reason::NoService);
-        };
-        match cx.snap.reals[r as usize].action {
-            Action::Forward(to) => self.nat.forward(cx, buf, ip, p, (r, to)),
             _ => Verdict::Drop(Reason::NoService),
         }
     }
