@@ -204,8 +204,8 @@ impl Responder {
         let outcome = self.tls.on_segment(k, seg, cx.now, open);
         if matches!(outcome, Outcome::Deferred) && cx.defer_syn {
             // Past this batch's handshake budget in its first pass: left for the second,
-            // which makes it unless the batch came in full (nothing counted yet).
-            self.tls.stats.deferred = before.deferred;
+            // which has a budget of its own unless the batch came in full. The worker counts
+            // nothing for it yet (`tls_deferred` is the verdict of the second pass).
             cx.deferred = true;
             return Verdict::Drop(Reason::TlsDeferred);
         }
