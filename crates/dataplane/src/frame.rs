@@ -32,7 +32,7 @@ pub(crate) struct Ctx<'a> {
     /// The first pass of a two-pass batch ([`crate::Worker::process_first`]): a segment that
     /// opens a connection to the responder (a SYN, or a ClientHello past the batch's handshake
     /// budget) is not answered now but left for the second pass.
-    pub defer_syn: bool,
+    pub first_pass: bool,
     /// Set when this frame was left for the second pass.
     pub deferred: bool,
     /// The second pass of a batch that came in full: SYNs spend `syn_budget`.
@@ -52,7 +52,7 @@ impl Ctx<'_> {
         if !t.has(tcp::Flags::SYN) || t.has(tcp::Flags::ACK) {
             return None;
         }
-        if self.defer_syn {
+        if self.first_pass {
             self.deferred = true;
             return Some(Verdict::Drop(Reason::NothingToAnswer));
         }

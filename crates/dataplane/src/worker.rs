@@ -264,7 +264,7 @@ impl Worker {
             eg: &self.egress,
             port,
             now: now_ms,
-            defer_syn: pass == Pass::First,
+            first_pass: pass == Pass::First,
             deferred: false,
             second_full: pass == Pass::Second { full: true },
             syn_budget: &mut self.syn_budget,

@@ -202,7 +202,7 @@ impl Responder {
         };
         let before = self.tls.stats;
         let outcome = self.tls.on_segment(k, seg, cx.now, open);
-        if matches!(outcome, Outcome::Deferred) && cx.defer_syn {
+        if matches!(outcome, Outcome::Deferred) && cx.first_pass {
             // Past this batch's handshake budget in its first pass: left for the second,
             // which has a budget of its own unless the batch came in full. The worker counts
             // nothing for it yet (`tls_deferred` is the verdict of the second pass).
